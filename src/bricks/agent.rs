@@ -1,0 +1,211 @@
+//! The brick agent: served by the node plugin on every Gluster server,
+//! removes brick directories for the controller.
+//!
+//! It trusts nobody: before removing anything it asks its own glusterd, and
+//! only removes
+//! - a brick of a driver-made volume that is marked for deletion and not
+//!   running, listed by glusterd on this very server at exactly this path; or
+//! - a leftover of a failed `volume create`: a directory glusterd marked as a
+//!   brick, of no existing volume, holding nothing but an empty `.glusterfs`.
+//!
+//! So a caller can at worst remove what the driver would remove anyway.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::remove::{self, BrickDir};
+use crate::gluster::{Glusterd, VolumeStatus};
+use crate::names::VolumeName;
+use crate::ownership::Ownership;
+use crate::proto::brick_agent::brick_agent_server::BrickAgent;
+use crate::proto::brick_agent::{RemoveBrickRequest, RemoveBrickResponse};
+
+/// gRPC metadata key carrying the shared token.
+pub const TOKEN_HEADER: &str = "x-glusterfs-csi-token";
+
+pub struct BrickAgentService {
+    glusterd: Arc<dyn Glusterd>,
+    token: Option<String>,
+}
+
+impl BrickAgentService {
+    pub fn new(glusterd: Arc<dyn Glusterd>, token: Option<String>) -> Self {
+        BrickAgentService { glusterd, token }
+    }
+
+    fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
+        let given = request
+            .metadata()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong brick agent token",
+            ))
+        }
+    }
+
+    /// Decides whether the brick may go, from glusterd's own answers.
+    async fn authorize(&self, volume: &VolumeName, path: &Path) -> Result<(), Status> {
+        let gluster = |e: crate::gluster::GlusterError| {
+            Status::new(e.code(), format!("asking the local glusterd: {e}"))
+        };
+        let local_uuid = self.glusterd.local_uuid().await.map_err(gluster)?;
+        let path_str = path.to_string_lossy();
+        match self
+            .glusterd
+            .volume(volume.as_str())
+            .await
+            .map_err(gluster)?
+        {
+            Some(info) => {
+                if !matches!(Ownership::of(&info), Ownership::Ours { deleting: true, .. }) {
+                    return Err(Status::failed_precondition(format!(
+                        "gluster volume {volume} is not marked for deletion by this driver"
+                    )));
+                }
+                if info.status == VolumeStatus::Started {
+                    return Err(Status::failed_precondition(format!(
+                        "gluster volume {volume} is still started"
+                    )));
+                }
+                let listed = info
+                    .bricks
+                    .iter()
+                    .any(|b| b.host_uuid == local_uuid && b.path == path_str);
+                if !listed {
+                    return Err(Status::permission_denied(format!(
+                        "{path_str} is not a brick of {volume} on this server"
+                    )));
+                }
+                Ok(())
+            }
+            None => {
+                let in_use = self
+                    .glusterd
+                    .volumes()
+                    .await
+                    .map_err(gluster)?
+                    .iter()
+                    .flat_map(|v| v.bricks.iter().map(move |b| (v, b)))
+                    .find(|(_, b)| b.host_uuid == local_uuid && b.path == path_str)
+                    .map(|(v, _)| v.name.clone());
+                if let Some(owner) = in_use {
+                    return Err(Status::permission_denied(format!(
+                        "{path_str} is a brick of gluster volume {owner}"
+                    )));
+                }
+                match inspect(path).await? {
+                    BrickDir::Missing => Ok(()),
+                    BrickDir::NotADirectory => Err(Status::failed_precondition(format!(
+                        "{path_str} is not a directory"
+                    ))),
+                    BrickDir::Directory {
+                        is_brick: false, ..
+                    } => Err(Status::failed_precondition(format!(
+                        "{path_str} is not a gluster brick directory; leaving it"
+                    ))),
+                    BrickDir::Directory {
+                        holds_data: true, ..
+                    } => Err(Status::failed_precondition(format!(
+                        "{path_str} belongs to no volume but holds data; leaving it for an admin"
+                    ))),
+                    BrickDir::Directory { .. } => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl BrickAgent for BrickAgentService {
+    async fn remove_brick(
+        &self,
+        request: Request<RemoveBrickRequest>,
+    ) -> Result<Response<RemoveBrickResponse>, Status> {
+        self.check_token(&request)?;
+        let request = request.into_inner();
+        let volume = VolumeName::parse(&request.volume).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "volume: {:?} is not a volume name this driver makes",
+                request.volume
+            ))
+        })?;
+        let path = brick_path(&request.path, &volume)?;
+        self.authorize(&volume, &path).await?;
+        let target = path.clone();
+        let removed = tokio::task::spawn_blocking(move || remove::remove_tree(&target))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("removing {}: {e}", path.display())))?;
+        tracing::info!(volume = %volume, path = %path.display(), removed, "brick directory removed");
+        Ok(Response::new(RemoveBrickResponse { removed }))
+    }
+}
+
+/// An absolute, normalised path whose last component is the volume name.
+fn brick_path(path: &str, volume: &VolumeName) -> Result<PathBuf, Status> {
+    let bad = |why: &str| Status::invalid_argument(format!("path: {path:?} {why}"));
+    if crate::controller::params::validate_brick_root(path).is_err() {
+        return Err(bad(
+            "is not an absolute, normalised path of plain components",
+        ));
+    }
+    let path = PathBuf::from(path);
+    if path.file_name().and_then(|n| n.to_str()) != Some(volume.as_str()) {
+        return Err(bad("does not end in the volume's name"));
+    }
+    Ok(path)
+}
+
+async fn inspect(path: &Path) -> Result<BrickDir, Status> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || remove::inspect(&path))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("inspecting brick directory: {e}")))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brick_paths_must_end_in_the_volume() {
+        let v = VolumeName::for_csi_name("pvc-1").unwrap();
+        assert!(brick_path("/data/glusterfs/csi-pvc-1", &v).is_ok());
+        for bad in [
+            "/data/glusterfs/other",
+            "data/csi-pvc-1",
+            "/data/../csi-pvc-1",
+            "/data/glusterfs/csi-pvc-1/",
+            "/csi-pvc-1/..",
+            "",
+        ] {
+            assert_eq!(
+                brick_path(bad, &v).unwrap_err().code(),
+                tonic::Code::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

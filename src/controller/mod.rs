@@ -1,0 +1,596 @@
+//! Provisioning logic: gluster volumes for CSI volumes, with glusterd as the
+//! only record of what exists (the controller keeps no state of its own).
+
+pub mod bricks;
+pub mod error;
+pub mod params;
+pub mod placement;
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use std::time::Duration;
+
+use crate::gluster::{BrickAddress, GlusterError, Glusterd, NewVolume, VolumeInfo, VolumeStatus};
+use crate::names::VolumeName;
+use crate::ownership::{OPT_CSI_DELETING, OPT_CSI_NAME, OPT_CSI_SIZE, Ownership};
+use crate::volume_context::VolumeContext;
+pub use bricks::{BrickError, BrickRemover};
+pub use error::ControllerError;
+pub use params::StorageClassParams;
+
+/// Extra `volume start force` attempts after glusterd fails a start.
+const START_RETRIES: u32 = 2;
+
+#[derive(Clone, Debug)]
+pub struct ProvisionerConfig {
+    /// Brick root when a StorageClass sets none.
+    pub default_brick_root: String,
+    /// Put bricks in `<root>/<server>/<volume>` instead of `<root>/<volume>`:
+    /// for test clusters whose "servers" share one file system.
+    pub brick_dir_per_server: bool,
+    /// FUSE options every node adds when mounting (volume_context).
+    pub mount_options: Vec<String>,
+}
+
+/// Requested capacity; 0 means "not given" for either bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapacityRange {
+    pub required_bytes: u64,
+    pub limit_bytes: u64,
+}
+
+impl CapacityRange {
+    /// The size recorded for a new volume.
+    fn size(self) -> u64 {
+        if self.required_bytes > 0 {
+            self.required_bytes
+        } else {
+            self.limit_bytes
+        }
+    }
+
+    fn admits(self, size: u64) -> bool {
+        size >= self.required_bytes && (self.limit_bytes == 0 || size <= self.limit_bytes)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub csi_name: String,
+    pub capacity: CapacityRange,
+    pub params: StorageClassParams,
+}
+
+/// A volume as the CO sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvisionedVolume {
+    pub id: VolumeName,
+    pub capacity_bytes: u64,
+    pub context: VolumeContext,
+}
+
+/// One page of ListVolumes.
+#[derive(Debug)]
+pub struct VolumePage {
+    pub volumes: Vec<ProvisionedVolume>,
+    /// Name to continue after, if more volumes follow.
+    pub next: Option<VolumeName>,
+}
+
+pub struct Provisioner {
+    glusterd: Arc<dyn Glusterd>,
+    bricks: Arc<dyn BrickRemover>,
+    config: ProvisionerConfig,
+}
+
+impl Provisioner {
+    pub fn new(
+        glusterd: Arc<dyn Glusterd>,
+        bricks: Arc<dyn BrickRemover>,
+        config: ProvisionerConfig,
+    ) -> Self {
+        Provisioner {
+            glusterd,
+            bricks,
+            config,
+        }
+    }
+
+    /// glusterd answers (asked every time: nothing cached).
+    pub async fn probe(&self) -> Result<(), ControllerError> {
+        self.glusterd
+            .peers()
+            .await
+            .map(drop)
+            .map_err(ControllerError::gluster("asking glusterd for its peers"))
+    }
+
+    /// Creates the volume, or returns the existing one for a retry.
+    pub async fn create(
+        &self,
+        request: &CreateRequest,
+    ) -> Result<ProvisionedVolume, ControllerError> {
+        let name = VolumeName::for_csi_name(&request.csi_name).map_err(|e| {
+            ControllerError::Parameter(params::ParamError {
+                key: "name".into(),
+                reason: e.to_string(),
+            })
+        })?;
+        if !request.params.volume_options.is_empty() {
+            let settable = self
+                .glusterd
+                .settable_options()
+                .await
+                .map_err(ControllerError::gluster("listing gluster volume options"))?;
+            request.params.check_option_keys(&settable)?;
+        }
+        match self.read(&name).await? {
+            None => self.create_new(&name, request).await,
+            Some(existing) => match Ownership::of(&existing) {
+                Ownership::Foreign => Err(ControllerError::AlreadyExists(format!(
+                    "gluster volume {name} exists but was not created by this driver"
+                ))),
+                Ownership::Ours { deleting: true, .. } => {
+                    // A failed earlier attempt, or a delete cut short: finish
+                    // removing it, then start over.
+                    self.destroy(&existing).await?;
+                    self.create_new(&name, request).await
+                }
+                Ownership::Ours {
+                    csi_name,
+                    size_bytes,
+                    ..
+                } => {
+                    if csi_name != request.csi_name {
+                        return Err(ControllerError::AlreadyExists(format!(
+                            "gluster volume {name} belongs to CSI volume {csi_name:?}"
+                        )));
+                    }
+                    self.check_compatible(&existing, request, size_bytes)?;
+                    self.finish(&existing, request, size_bytes).await
+                }
+                Ownership::Unmarked => {
+                    self.check_compatible(&existing, request, request.capacity.size())?;
+                    self.finish(&existing, request, request.capacity.size())
+                        .await
+                }
+            },
+        }
+    }
+
+    /// Deletes a volume this driver made, with its brick directories.
+    /// Ids the driver never hands out and volumes already gone are success.
+    pub async fn delete(&self, volume_id: &str) -> Result<(), ControllerError> {
+        let Some(name) = VolumeName::parse(volume_id) else {
+            return Ok(());
+        };
+        let Some(existing) = self.read(&name).await? else {
+            return Ok(());
+        };
+        if !Ownership::of(&existing).is_ours() {
+            return Err(ControllerError::NotOurs(name.to_string()));
+        }
+        self.require_all_peers().await?;
+        self.destroy(&existing).await
+    }
+
+    /// The volume, if it exists and is this driver's (and not being deleted).
+    pub async fn get(&self, volume_id: &str) -> Result<Option<ProvisionedVolume>, ControllerError> {
+        let Some(name) = VolumeName::parse(volume_id) else {
+            return Ok(None);
+        };
+        Ok(self.read(&name).await?.and_then(|v| self.provisioned(&v)))
+    }
+
+    /// Volumes in name order, starting after `after`.
+    pub async fn list(
+        &self,
+        after: Option<&VolumeName>,
+        max_entries: usize,
+    ) -> Result<VolumePage, ControllerError> {
+        let mut volumes: Vec<ProvisionedVolume> = self
+            .glusterd
+            .volumes()
+            .await
+            .map_err(ControllerError::gluster("listing gluster volumes"))?
+            .iter()
+            .filter_map(|v| self.provisioned(v))
+            .filter(|v| after.is_none_or(|after| &v.id > after))
+            .collect();
+        volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        let limit = if max_entries == 0 {
+            usize::MAX
+        } else {
+            max_entries
+        };
+        let next = (volumes.len() > limit).then(|| volumes[limit - 1].id.clone());
+        volumes.truncate(limit);
+        Ok(VolumePage { volumes, next })
+    }
+
+    async fn read(&self, name: &VolumeName) -> Result<Option<VolumeInfo>, ControllerError> {
+        self.glusterd
+            .volume(name.as_str())
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "reading gluster volume {name}"
+            )))
+    }
+
+    fn provisioned(&self, volume: &VolumeInfo) -> Option<ProvisionedVolume> {
+        let Ownership::Ours {
+            size_bytes,
+            deleting: false,
+            ..
+        } = Ownership::of(volume)
+        else {
+            return None;
+        };
+        let servers: Vec<String> = volume.bricks.iter().map(|b| b.host.clone()).collect();
+        Some(ProvisionedVolume {
+            id: VolumeName::parse(&volume.name)?,
+            capacity_bytes: size_bytes,
+            context: VolumeContext::new(&volume.name, &servers, self.config.mount_options.clone())?,
+        })
+    }
+
+    fn brick_dir(&self, root: &str, server: &str, name: &VolumeName) -> String {
+        if self.config.brick_dir_per_server {
+            format!("{root}/{server}/{name}")
+        } else {
+            format!("{root}/{name}")
+        }
+    }
+
+    fn brick_root<'a>(&'a self, request: &'a CreateRequest) -> &'a str {
+        request
+            .params
+            .brick_root
+            .as_deref()
+            .unwrap_or(&self.config.default_brick_root)
+    }
+
+    async fn create_new(
+        &self,
+        name: &VolumeName,
+        request: &CreateRequest,
+    ) -> Result<ProvisionedVolume, ControllerError> {
+        let peers = self
+            .glusterd
+            .peers()
+            .await
+            .map_err(ControllerError::gluster("listing gluster peers"))?;
+        let params = &request.params;
+        let servers = placement::place(name, &peers, params.replica, params.servers.as_deref())?;
+        let root = self.brick_root(request);
+        let bricks: Vec<BrickAddress> = servers
+            .iter()
+            .map(|server| BrickAddress {
+                host: server.clone(),
+                path: self.brick_dir(root, server, name),
+            })
+            .collect();
+        let new = NewVolume {
+            name: name.to_string(),
+            replica: params.replica,
+            arbiter: params.arbiter,
+            bricks,
+        };
+        match self.glusterd.create_volume(&new).await {
+            Ok(()) => {}
+            Err(GlusterError::VolumeExists(_)) => {
+                return Err(ControllerError::CreateRace(name.to_string()));
+            }
+            Err(source) => {
+                // glusterd leaves brick directories behind on the servers
+                // that accepted theirs before one refused.
+                self.remove_half_made(name, &new.bricks).await;
+                return Err(ControllerError::Gluster {
+                    action: format!("creating gluster volume {name}"),
+                    source,
+                });
+            }
+        }
+        let size = request.capacity.size();
+        let finished = async {
+            self.mark(name, request, size).await?;
+            self.apply_options(name, request).await?;
+            self.start(name).await
+        }
+        .await;
+        if let Err(error) = finished {
+            return Err(self.roll_back(name, error).await);
+        }
+        Ok(ProvisionedVolume {
+            id: name.clone(),
+            capacity_bytes: size,
+            context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
+                .expect("placement returns at least one server"),
+        })
+    }
+
+    /// Completes an existing volume of ours: marks, options, started.
+    async fn finish(
+        &self,
+        existing: &VolumeInfo,
+        request: &CreateRequest,
+        size: u64,
+    ) -> Result<ProvisionedVolume, ControllerError> {
+        let name = VolumeName::parse(&existing.name)
+            .ok_or_else(|| ControllerError::NotOurs(existing.name.clone()))?;
+        if !existing.options.contains_key(OPT_CSI_NAME) {
+            self.mark(&name, request, size).await?;
+        }
+        let missing: Vec<(String, String)> = request
+            .params
+            .volume_options
+            .iter()
+            .filter(|(key, _)| !existing.options.contains_key(key))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.set_options(&name, &missing).await?;
+        }
+        if existing.status != VolumeStatus::Started {
+            self.start(&name).await?;
+        }
+        let servers: Vec<String> = existing.bricks.iter().map(|b| b.host.clone()).collect();
+        Ok(ProvisionedVolume {
+            capacity_bytes: size,
+            context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
+                .ok_or_else(|| ControllerError::NotOurs(name.to_string()))?,
+            id: name,
+        })
+    }
+
+    /// Same name, compatible request: everything the new request asks for
+    /// is what the existing volume is.
+    fn check_compatible(
+        &self,
+        existing: &VolumeInfo,
+        request: &CreateRequest,
+        size: u64,
+    ) -> Result<(), ControllerError> {
+        let name = &existing.name;
+        let params = &request.params;
+        let incompatible = |what: String| {
+            Err(ControllerError::AlreadyExists(format!(
+                "volume {:?} already exists as gluster volume {name} with {what}",
+                request.csi_name
+            )))
+        };
+        if !request.capacity.admits(size) {
+            return incompatible(format!(
+                "capacity {size} bytes, outside the requested range (required {}, limit {})",
+                request.capacity.required_bytes, request.capacity.limit_bytes
+            ));
+        }
+        if existing.replica_count != params.replica
+            || (existing.arbiter_count > 0) != params.arbiter
+        {
+            return incompatible(format!(
+                "replica {} arbiter {}",
+                existing.replica_count, existing.arbiter_count
+            ));
+        }
+        let root = self.brick_root(request);
+        if let Some(brick) = existing.bricks.iter().find(|b| {
+            let name = VolumeName::parse(name);
+            name.is_none_or(|n| b.path != self.brick_dir(root, &b.host, &n))
+        }) {
+            return incompatible(format!(
+                "brick {}:{} outside brickRoot {root}",
+                brick.host, brick.path
+            ));
+        }
+        let outside = |b: &&crate::gluster::Brick| {
+            params
+                .servers
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(&b.host))
+        };
+        if let Some(brick) = existing.bricks.iter().find(outside) {
+            return incompatible(format!(
+                "a brick on {}, outside parameters.servers",
+                brick.host
+            ));
+        }
+        for (key, value) in &params.volume_options {
+            match existing.options.get(key) {
+                Some(current) if current != value => {
+                    return incompatible(format!("option {key}={current}, not {value}"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark(
+        &self,
+        name: &VolumeName,
+        request: &CreateRequest,
+        size: u64,
+    ) -> Result<(), ControllerError> {
+        self.glusterd
+            .set_options(
+                name.as_str(),
+                &[
+                    (OPT_CSI_NAME.to_string(), request.csi_name.clone()),
+                    (OPT_CSI_SIZE.to_string(), size.to_string()),
+                ],
+            )
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "marking gluster volume {name} as ours"
+            )))
+    }
+
+    async fn apply_options(
+        &self,
+        name: &VolumeName,
+        request: &CreateRequest,
+    ) -> Result<(), ControllerError> {
+        if request.params.volume_options.is_empty() {
+            return Ok(());
+        }
+        self.set_options(name, &request.params.volume_options).await
+    }
+
+    async fn set_options(
+        &self,
+        name: &VolumeName,
+        options: &[(String, String)],
+    ) -> Result<(), ControllerError> {
+        match self.glusterd.set_options(name.as_str(), options).await {
+            Ok(()) => Ok(()),
+            // glusterd validates values; its refusal is the user's input.
+            Err(GlusterError::Rejected { message, .. }) => {
+                Err(ControllerError::Parameter(params::ParamError {
+                    key: params::VOLUME_OPTIONS.into(),
+                    reason: format!("glusterd refused them: {message}"),
+                }))
+            }
+            Err(source) => Err(ControllerError::Gluster {
+                action: format!("setting options on gluster volume {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Starts the volume. glusterd sometimes fails a start under load
+    /// ("Commit failed on <peer>": a brick or the self-heal daemon did not
+    /// come up there); `start force` finishes such a half-done start.
+    async fn start(&self, name: &VolumeName) -> Result<(), ControllerError> {
+        let mut result = self.glusterd.start_volume(name.as_str(), false).await;
+        for attempt in 1..=START_RETRIES {
+            match &result {
+                Err(GlusterError::Rejected { message, .. }) => {
+                    tracing::warn!(volume = %name, attempt, %message, "volume start failed; retrying with force");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    result = self.glusterd.start_volume(name.as_str(), true).await;
+                }
+                _ => break,
+            }
+        }
+        result.map_err(ControllerError::gluster(format!(
+            "starting gluster volume {name}"
+        )))
+    }
+
+    /// Undoes a create that failed after `volume create` succeeded.
+    async fn roll_back(&self, name: &VolumeName, error: ControllerError) -> ControllerError {
+        let cleanup = async {
+            match self.read(name).await? {
+                Some(volume) => self.destroy(&volume).await,
+                None => Ok(()),
+            }
+        }
+        .await;
+        match cleanup {
+            Ok(()) => error,
+            Err(cleanup) => ControllerError::CleanupFailed {
+                error: Box::new(error),
+                cleanup: Box::new(cleanup),
+            },
+        }
+    }
+
+    /// Removes a volume of ours for good: marked as being deleted (from here
+    /// on it is never handed out again), stopped, bricks removed, deleted.
+    /// Every step is idempotent, so a retry after any failure completes it.
+    async fn destroy(&self, volume: &VolumeInfo) -> Result<(), ControllerError> {
+        let name = VolumeName::parse(&volume.name)
+            .ok_or_else(|| ControllerError::NotOurs(volume.name.clone()))?;
+        if !volume.options.contains_key(OPT_CSI_DELETING) {
+            let mut marks = vec![(OPT_CSI_DELETING.to_string(), unix_now().to_string())];
+            if !volume.options.contains_key(OPT_CSI_NAME) {
+                // An unmarked half-made volume: claim it so the brick agents
+                // accept removing its bricks.
+                marks.push((OPT_CSI_NAME.to_string(), String::new()));
+            }
+            self.glusterd
+                .set_options(name.as_str(), &marks)
+                .await
+                .map_err(ControllerError::gluster(format!(
+                    "marking {name} for deletion"
+                )))?;
+        }
+        if volume.status != VolumeStatus::Stopped {
+            // Forced: after a failed start, peers can disagree on whether the
+            // volume runs, and a plain stop is refused where it does not.
+            self.glusterd
+                .stop_volume(name.as_str(), true)
+                .await
+                .map_err(ControllerError::gluster(format!(
+                    "stopping gluster volume {name}"
+                )))?;
+        }
+        let removals = volume
+            .bricks
+            .iter()
+            .map(|brick| self.bricks.remove(&brick.host, &name, &brick.path));
+        let mut failures = join_all(removals).await.into_iter().filter_map(Result::err);
+        if let Some(first) = failures.next() {
+            let count = 1 + failures.count();
+            return Err(ControllerError::Bricks {
+                volume: name.to_string(),
+                count,
+                plural: if count == 1 { "y" } else { "ies" },
+                first: Box::new(first),
+            });
+        }
+        self.glusterd
+            .delete_volume(name.as_str())
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "deleting gluster volume {name}"
+            )))
+    }
+
+    /// After a failed `volume create`: ask every server to drop the brick
+    /// directory glusterd may have made. Best effort; the agents refuse
+    /// anything that holds data or belongs to a volume.
+    async fn remove_half_made(&self, name: &VolumeName, bricks: &[BrickAddress]) {
+        let removals = bricks
+            .iter()
+            .map(|b| self.bricks.remove(&b.host, name, &b.path));
+        for result in join_all(removals).await {
+            if let Err(e) = result {
+                tracing::warn!(volume = %name, error = %e, "half-made brick directory left behind");
+            }
+        }
+    }
+
+    async fn require_all_peers(&self) -> Result<(), ControllerError> {
+        let peers = self
+            .glusterd
+            .peers()
+            .await
+            .map_err(ControllerError::gluster("listing gluster peers"))?;
+        let down: Vec<&str> = peers
+            .iter()
+            .filter(|p| !p.connected)
+            .map(|p| p.hostname.as_str())
+            .collect();
+        if down.is_empty() {
+            return Ok(());
+        }
+        Err(ControllerError::PeersDown(format!(
+            "gluster peer{} {} {} disconnected, and glusterd refuses to delete volumes while a peer \
+             is down; retry once {} back",
+            if down.len() == 1 { "" } else { "s" },
+            down.join(", "),
+            if down.len() == 1 { "is" } else { "are" },
+            if down.len() == 1 { "it is" } else { "they are" },
+        )))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

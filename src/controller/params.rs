@@ -1,0 +1,318 @@
+//! StorageClass parameters (CreateVolume `parameters`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::names::is_host_name;
+use crate::ownership::RESERVED_PREFIX;
+
+pub const REPLICA: &str = "replica";
+pub const ARBITER: &str = "arbiter";
+pub const BRICK_ROOT: &str = "brickRoot";
+pub const SERVERS: &str = "servers";
+pub const VOLUME_OPTIONS: &str = "volumeOptions";
+/// Keys the external-provisioner adds or interprets itself.
+const CO_PREFIX: &str = "csi.storage.k8s.io/";
+const KNOWN: [&str; 5] = [REPLICA, ARBITER, BRICK_ROOT, SERVERS, VOLUME_OPTIONS];
+
+pub const DEFAULT_REPLICA: u32 = 3;
+pub const MAX_REPLICA: u32 = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageClassParams {
+    pub replica: u32,
+    /// `replica 3 arbiter 1`: the third brick holds metadata only.
+    pub arbiter: bool,
+    /// Absolute directory on every server under which brick directories are
+    /// made; `None` means the controller's default.
+    pub brick_root: Option<String>,
+    /// Servers placement may use; `None` means any connected peer.
+    pub servers: Option<Vec<String>>,
+    /// Applied with `volume set` after create, in order.
+    pub volume_options: Vec<(String, String)>,
+}
+
+/// A bad parameter, named as the StorageClass spells it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("parameters.{key}: {reason}")]
+pub struct ParamError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ParamError {
+    ParamError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl StorageClassParams {
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, ParamError> {
+        let mut keys: Vec<&String> = params.keys().collect();
+        keys.sort();
+        for key in keys {
+            if !KNOWN.contains(&key.as_str()) && !key.starts_with(CO_PREFIX) {
+                return Err(err(
+                    key,
+                    format!("unknown parameter (known: {})", KNOWN.join(", ")),
+                ));
+            }
+        }
+        let get = |key: &str| params.get(key).map(|v| v.trim());
+
+        let arbiter = match get(ARBITER) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(err(ARBITER, format!("{other:?} is not true or false"))),
+        };
+        let replica = match get(REPLICA) {
+            None => DEFAULT_REPLICA,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_REPLICA).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        REPLICA,
+                        format!("{text:?} is not a whole number from 1 to {MAX_REPLICA}"),
+                    ));
+                }
+            },
+        };
+        if arbiter && replica != 3 {
+            return Err(err(
+                ARBITER,
+                format!("an arbiter needs replica 3 (replica is {replica})"),
+            ));
+        }
+        let brick_root = get(BRICK_ROOT)
+            .map(|root| validate_brick_root(root).map(|()| root.to_string()))
+            .transpose()
+            .map_err(|reason| err(BRICK_ROOT, reason))?;
+        let servers = get(SERVERS).map(parse_servers).transpose()?;
+        let volume_options = get(VOLUME_OPTIONS)
+            .map(parse_volume_options)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(StorageClassParams {
+            replica,
+            arbiter,
+            brick_root,
+            servers,
+            volume_options,
+        })
+    }
+
+    /// Checks `volumeOptions` keys against what glusterd can set.
+    pub fn check_option_keys(&self, settable: &BTreeSet<String>) -> Result<(), ParamError> {
+        for (key, _) in &self.volume_options {
+            if !key.starts_with("user.") && !settable.contains(key) {
+                return Err(err(
+                    VOLUME_OPTIONS,
+                    format!(
+                        "{key:?} is not an option glusterd knows (see `gluster volume set help`)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An absolute, normalised directory of plain path components.
+pub fn validate_brick_root(root: &str) -> Result<(), String> {
+    if !root.starts_with('/') {
+        return Err(format!("{root:?} is not an absolute path"));
+    }
+    if root == "/" {
+        return Err("bricks directly under / are not allowed".into());
+    }
+    if root.len() > 1024 {
+        return Err("longer than 1024 characters".into());
+    }
+    for component in root[1..].split('/') {
+        if component.is_empty() || component == "." || component == ".." {
+            return Err(format!(
+                "{root:?} is not normalised (no empty, '.' or '..' components, no trailing '/')"
+            ));
+        }
+        if !component
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+@".contains(&b))
+        {
+            return Err(format!(
+                "{root:?}: path components may only hold letters, digits and . _ - + @"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_servers(text: &str) -> Result<Vec<String>, ParamError> {
+    let mut servers: Vec<String> = Vec::new();
+    for server in text.split(',').map(str::trim) {
+        if !is_host_name(server) {
+            return Err(err(
+                SERVERS,
+                format!("{server:?} is not a host name or IPv4 address"),
+            ));
+        }
+        if servers.iter().any(|s| s == server) {
+            return Err(err(SERVERS, format!("{server:?} is listed twice")));
+        }
+        servers.push(server.to_string());
+    }
+    Ok(servers)
+}
+
+fn parse_volume_options(text: &str) -> Result<Vec<(String, String)>, ParamError> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (key, value) = entry
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or_else(|| err(VOLUME_OPTIONS, format!("{entry:?} is not key=value")))?;
+        let key_ok = key.len() <= 128
+            && key.contains('.')
+            && key.split('.').all(|part| {
+                !part.is_empty()
+                    && part.as_bytes()[0].is_ascii_lowercase()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !key_ok {
+            return Err(err(
+                VOLUME_OPTIONS,
+                format!("{key:?} is not a gluster option name like performance.cache-size"),
+            ));
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(err(
+                VOLUME_OPTIONS,
+                format!("{key:?}: keys under {RESERVED_PREFIX} are reserved for the driver"),
+            ));
+        }
+        let value_ok = !value.is_empty()
+            && value.len() <= 256
+            && !value.starts_with('-')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/*%+@-".contains(&b));
+        if !value_ok {
+            return Err(err(
+                VOLUME_OPTIONS,
+                format!(
+                    "value {value:?} of {key} may only hold letters, digits and . _ : / * % + @ - \
+                     (and must not start with -)"
+                ),
+            ));
+        }
+        if options.iter().any(|(k, _)| k == key) {
+            return Err(err(VOLUME_OPTIONS, format!("{key:?} is set twice")));
+        }
+        options.push((key.to_string(), value.to_string()));
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<StorageClassParams, ParamError> {
+        StorageClassParams::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let p = parse(&[]).unwrap();
+        assert_eq!(p.replica, 3);
+        assert!(!p.arbiter);
+        assert_eq!(p.brick_root, None);
+        assert_eq!(p.servers, None);
+        assert!(p.volume_options.is_empty());
+    }
+
+    #[test]
+    fn full_set_and_co_keys_ignored() {
+        let p = parse(&[
+            ("replica", "3"),
+            ("arbiter", "true"),
+            ("brickRoot", "/data/glusterfs"),
+            ("servers", "node1, node2,10.0.0.3"),
+            (
+                "volumeOptions",
+                "performance.cache-size=64MB, auth.allow=10.0.0.*",
+            ),
+            ("csi.storage.k8s.io/pvc/name", "data"),
+            ("csi.storage.k8s.io/provisioner-secret-name", "x"),
+        ])
+        .unwrap();
+        assert!(p.arbiter);
+        assert_eq!(p.brick_root.as_deref(), Some("/data/glusterfs"));
+        assert_eq!(p.servers.unwrap(), ["node1", "node2", "10.0.0.3"]);
+        assert_eq!(
+            p.volume_options,
+            [
+                ("performance.cache-size".to_string(), "64MB".to_string()),
+                ("auth.allow".to_string(), "10.0.0.*".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("replica", "0", "replica"),
+            ("replica", "17", "replica"),
+            ("replica", "three", "replica"),
+            ("replica", "-1", "replica"),
+            ("arbiter", "yes", "arbiter"),
+            ("brickRoot", "data", "brickRoot"),
+            ("brickRoot", "/", "brickRoot"),
+            ("brickRoot", "/data/../etc", "brickRoot"),
+            ("brickRoot", "/data//x", "brickRoot"),
+            ("brickRoot", "/data/", "brickRoot"),
+            ("brickRoot", "/data/a b", "brickRoot"),
+            ("brickRoot", "/data/$(reboot)", "brickRoot"),
+            ("brickRoot", "/data;rm -rf /", "brickRoot"),
+            ("servers", "a,,b", "servers"),
+            ("servers", "a,a", "servers"),
+            ("servers", "-oProxyCommand=x", "servers"),
+            ("servers", "a b", "servers"),
+            ("volumeOptions", "performance.cache-size", "volumeOptions"),
+            ("volumeOptions", "nodot=1", "volumeOptions"),
+            ("volumeOptions", "user.csi.name=evil", "volumeOptions"),
+            ("volumeOptions", "a.b=1,a.b=2", "volumeOptions"),
+            ("volumeOptions", "a.b=$(id)", "volumeOptions"),
+            ("volumeOptions", "a.b=--help", "volumeOptions"),
+            ("volumeOptions", "a.b=x y", "volumeOptions"),
+            ("volumeOptions", "A.B=1", "volumeOptions"),
+            ("bogus", "1", "bogus"),
+            ("Replica", "3", "Replica"),
+        ];
+        for (key, value, named) in cases {
+            let e = parse(&[(key, value)]).unwrap_err();
+            assert_eq!(e.key, *named, "{key}={value}: {e}");
+            assert!(e.to_string().starts_with(&format!("parameters.{named}: ")));
+        }
+        let e = parse(&[("arbiter", "true"), ("replica", "2")]).unwrap_err();
+        assert_eq!(e.key, "arbiter");
+    }
+
+    #[test]
+    fn option_keys_checked_against_glusterd() {
+        let settable: BTreeSet<String> = ["performance.cache-size".to_string()].into();
+        let ok = parse(&[("volumeOptions", "performance.cache-size=1MB,user.team=a")]).unwrap();
+        assert!(ok.check_option_keys(&settable).is_ok());
+        let bad = parse(&[("volumeOptions", "no.such-key=1")]).unwrap();
+        assert_eq!(
+            bad.check_option_keys(&settable).unwrap_err().key,
+            "volumeOptions"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! CSI Controller service.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::validate::{self, invalid};
+use super::{begin, observe, status};
+use crate::controller::{CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams};
+use crate::in_flight::InFlight;
+use crate::names::{VolumeName, validate_csi_name};
+use crate::proto::csi::controller_server::Controller;
+use crate::proto::csi::controller_service_capability::{Rpc, rpc};
+use crate::proto::csi::*;
+
+pub struct ControllerService {
+    provisioner: Arc<Provisioner>,
+    in_flight: InFlight,
+}
+
+impl ControllerService {
+    pub fn new(provisioner: Arc<Provisioner>) -> Self {
+        ControllerService {
+            provisioner,
+            in_flight: InFlight::new(),
+        }
+    }
+}
+
+/// Advertised, and nothing else: every other RPC answers UNIMPLEMENTED.
+const CAPABILITIES: [rpc::Type; 3] = [
+    rpc::Type::CreateDeleteVolume,
+    rpc::Type::ListVolumes,
+    rpc::Type::SingleNodeMultiWriter,
+];
+
+fn to_csi(volume: ProvisionedVolume) -> Volume {
+    Volume {
+        capacity_bytes: i64::try_from(volume.capacity_bytes).unwrap_or(i64::MAX),
+        volume_id: volume.id.to_string(),
+        volume_context: volume.context.to_map(),
+        content_source: None,
+        accessible_topology: Vec::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn create_volume(
+        &self,
+        request: Request<CreateVolumeRequest>,
+    ) -> Result<Response<CreateVolumeResponse>, Status> {
+        let req = request.into_inner();
+        observe("CreateVolume", &req.name, async {
+            validate::required("name", &req.name)?;
+            validate_csi_name(&req.name).map_err(|e| invalid("name", e))?;
+            validate::capabilities("volume_capabilities", &req.volume_capabilities)?;
+            let capacity = validate::capacity(req.capacity_range.as_ref())?;
+            if req.volume_content_source.is_some() {
+                return Err(invalid(
+                    "volume_content_source",
+                    "cloning and restoring snapshots are not supported",
+                ));
+            }
+            if !req.mutable_parameters.is_empty() {
+                return Err(invalid(
+                    "mutable_parameters",
+                    "volume modification is not supported",
+                ));
+            }
+            let params = StorageClassParams::parse(&req.parameters)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let key = VolumeName::for_csi_name(&req.name).map_err(|e| invalid("name", e))?;
+            let _guard = begin(&self.in_flight, key.as_str())?;
+            let volume = self
+                .provisioner
+                .create(&CreateRequest {
+                    csi_name: req.name.clone(),
+                    capacity,
+                    params,
+                })
+                .await
+                .map_err(status)?;
+            Ok(Response::new(CreateVolumeResponse {
+                volume: Some(to_csi(volume)),
+            }))
+        })
+        .await
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<DeleteVolumeRequest>,
+    ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        let req = request.into_inner();
+        observe("DeleteVolume", &req.volume_id, async {
+            let id = validate::volume_id("volume_id", &req.volume_id)?;
+            let _guard = begin(&self.in_flight, id)?;
+            self.provisioner.delete(id).await.map_err(status)?;
+            Ok(Response::new(DeleteVolumeResponse {}))
+        })
+        .await
+    }
+
+    async fn validate_volume_capabilities(
+        &self,
+        request: Request<ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
+        let req = request.into_inner();
+        observe("ValidateVolumeCapabilities", &req.volume_id, async {
+            let id = validate::volume_id("volume_id", &req.volume_id)?;
+            if req.volume_capabilities.is_empty() {
+                return Err(invalid("volume_capabilities", "missing"));
+            }
+            if self.provisioner.get(id).await.map_err(status)?.is_none() {
+                return Err(Status::not_found(format!("volume {id} does not exist")));
+            }
+            let unsupported: Vec<String> = req
+                .volume_capabilities
+                .iter()
+                .enumerate()
+                .filter_map(|(i, cap)| {
+                    validate::capability(cap)
+                        .err()
+                        .map(|u| format!("volume_capabilities[{i}].{u}"))
+                })
+                .collect();
+            let response = if unsupported.is_empty() {
+                ValidateVolumeCapabilitiesResponse {
+                    confirmed: Some(validate_volume_capabilities_response::Confirmed {
+                        volume_context: req.volume_context.clone(),
+                        volume_capabilities: req.volume_capabilities.clone(),
+                        parameters: req.parameters.clone(),
+                        mutable_parameters: Default::default(),
+                    }),
+                    message: String::new(),
+                }
+            } else {
+                ValidateVolumeCapabilitiesResponse {
+                    confirmed: None,
+                    message: unsupported.join("; "),
+                }
+            };
+            Ok(Response::new(response))
+        })
+        .await
+    }
+
+    async fn list_volumes(
+        &self,
+        request: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        let req = request.into_inner();
+        observe("ListVolumes", "", async {
+            let max_entries = usize::try_from(req.max_entries)
+                .map_err(|_| invalid("max_entries", format!("{} is negative", req.max_entries)))?;
+            let after = match req.starting_token.as_str() {
+                "" => None,
+                token => Some(VolumeName::parse(token).ok_or_else(|| {
+                    Status::aborted(format!(
+                        "starting_token: {token:?} is not a token this driver issued"
+                    ))
+                })?),
+            };
+            let page = self
+                .provisioner
+                .list(after.as_ref(), max_entries)
+                .await
+                .map_err(status)?;
+            Ok(Response::new(ListVolumesResponse {
+                entries: page
+                    .volumes
+                    .into_iter()
+                    .map(|v| list_volumes_response::Entry {
+                        volume: Some(to_csi(v)),
+                        status: None,
+                    })
+                    .collect(),
+                next_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _: Request<ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(ControllerGetCapabilitiesResponse {
+            capabilities: CAPABILITIES
+                .iter()
+                .map(|t| ControllerServiceCapability {
+                    r#type: Some(controller_service_capability::Type::Rpc(Rpc {
+                        r#type: *t as i32,
+                    })),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        _: Request<ControllerPublishVolumeRequest>,
+    ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
+        Err(unimplemented("ControllerPublishVolume"))
+    }
+
+    async fn controller_unpublish_volume(
+        &self,
+        _: Request<ControllerUnpublishVolumeRequest>,
+    ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
+        Err(unimplemented("ControllerUnpublishVolume"))
+    }
+
+    async fn get_capacity(
+        &self,
+        _: Request<GetCapacityRequest>,
+    ) -> Result<Response<GetCapacityResponse>, Status> {
+        Err(unimplemented("GetCapacity"))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        Err(unimplemented("CreateSnapshot"))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        _: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        Err(unimplemented("DeleteSnapshot"))
+    }
+
+    async fn list_snapshots(
+        &self,
+        _: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        Err(unimplemented("ListSnapshots"))
+    }
+
+    async fn controller_expand_volume(
+        &self,
+        _: Request<ControllerExpandVolumeRequest>,
+    ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
+        Err(unimplemented("ControllerExpandVolume"))
+    }
+
+    async fn controller_get_volume(
+        &self,
+        _: Request<ControllerGetVolumeRequest>,
+    ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
+        Err(unimplemented("ControllerGetVolume"))
+    }
+
+    async fn controller_modify_volume(
+        &self,
+        _: Request<ControllerModifyVolumeRequest>,
+    ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
+        Err(unimplemented("ControllerModifyVolume"))
+    }
+}
+
+fn unimplemented(method: &str) -> Status {
+    Status::unimplemented(format!("{method} is not supported by this driver"))
+}

@@ -1,0 +1,551 @@
+//! A throwaway Gluster cluster on one machine: N glusterd processes, each
+//! bound to its own loopback alias with its own working directories, as
+//! gluster's own test suite does it.
+//!
+//! Everything it makes is described in `<state>/cluster.json` before it is
+//! made, so teardown (also of a run that crashed) knows exactly what to undo:
+//! mounts from its servers, processes whose command line names its state
+//! directory, its aliases, its files.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::app::AppResult;
+use crate::gluster::GlusterdAddress;
+use crate::gluster::transport::{CliArg, CliCommand, CliTransport, OneShotCli};
+use crate::gluster::xml::Envelope;
+
+const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
+const DESCRIPTION: &str = "cluster.json";
+
+/// What a dev cluster consists of; written to `<state>/cluster.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterDescription {
+    pub state_dir: PathBuf,
+    /// CSI endpoint socket.
+    pub csi_socket: PathBuf,
+    /// Default brick root; bricks live in `<brick_root>/<server>/<volume>`.
+    pub brick_root: PathBuf,
+    /// Where FUSE client logs go.
+    pub mount_log_dir: PathBuf,
+    pub brick_agent_port: u16,
+    /// Shared secret of the brick agents (the file is readable by root only).
+    pub brick_agent_token: String,
+    pub servers: Vec<ServerDescription>,
+    /// Whether the dev run created `state_dir` (then teardown removes it).
+    pub created_state_dir: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerDescription {
+    pub address: String,
+    pub glusterd_socket: PathBuf,
+    pub log_dir: PathBuf,
+    /// Full glusterd command line, to restart a stopped server.
+    pub glusterd_command: Vec<String>,
+    pub glusterd_pid: Option<u32>,
+}
+
+impl ClusterDescription {
+    pub fn load(state_dir: &Path) -> std::io::Result<ClusterDescription> {
+        let text = std::fs::read_to_string(state_dir.join(DESCRIPTION))?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.state_dir.join(DESCRIPTION))?;
+        file.write_all(text.as_bytes())
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.address.clone()).collect()
+    }
+}
+
+/// A running dev cluster. Call [`DevCluster::teardown`] when done.
+pub struct DevCluster {
+    pub description: ClusterDescription,
+    glusterds: Vec<Child>,
+    _block_lock: File,
+    _state_lock: File,
+}
+
+impl DevCluster {
+    /// Starts `nodes` glusterd servers under `state_dir` and joins them.
+    pub async fn start(
+        state_dir: &Path,
+        nodes: usize,
+        glusterd: &Path,
+        cli: &Path,
+    ) -> AppResult<DevCluster> {
+        check_prerequisites(glusterd)?;
+        let created_state_dir = !state_dir.exists();
+        std::fs::create_dir_all(state_dir)?;
+        let state_dir = state_dir.canonicalize()?;
+        let state_lock = lock_exclusively(&state_dir.join(".lock")).map_err(|_| {
+            format!(
+                "{} is in use by another `glusterfs-csi dev`; give this one its own --state-dir",
+                state_dir.display()
+            )
+        })?;
+        // Holding the lock, a description left here is from a run that died.
+        if let Ok(stale) = ClusterDescription::load(&state_dir) {
+            tracing::warn!(state_dir = %state_dir.display(), "cleaning up after an earlier dev run that did not finish");
+            teardown(&stale, &mut []).await;
+        }
+        let (prefix, lock) = claim_address_block(nodes)?;
+        let description = ClusterDescription {
+            csi_socket: state_dir.join("csi.sock"),
+            brick_root: state_dir.join("bricks"),
+            mount_log_dir: state_dir.join("logs/mounts"),
+            brick_agent_port: 0,
+            brick_agent_token: random_token(),
+            servers: (1..=nodes)
+                .map(|n| server_description(&state_dir, &prefix, n))
+                .collect(),
+            created_state_dir,
+            state_dir: state_dir.clone(),
+        };
+        description.save()?;
+        let mut cluster = DevCluster {
+            description,
+            glusterds: Vec::new(),
+            _block_lock: lock,
+            _state_lock: state_lock,
+        };
+        if let Err(e) = cluster.bring_up(glusterd, cli).await {
+            cluster.teardown().await;
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    async fn bring_up(&mut self, glusterd: &Path, cli: &Path) -> AppResult<()> {
+        std::fs::create_dir_all(&self.description.mount_log_dir)?;
+        for server in self.description.servers.clone() {
+            add_alias(&server.address).await?;
+            std::fs::create_dir_all(self.description.brick_root.join(&server.address))?;
+            for dir in ["work", "run", "log"] {
+                std::fs::create_dir_all(
+                    server.log_dir.parent().unwrap_or(Path::new("/")).join(dir),
+                )?;
+            }
+        }
+        for index in 0..self.description.servers.len() {
+            let child =
+                spawn_glusterd(glusterd, &self.description.servers[index].glusterd_command)?;
+            self.description.servers[index].glusterd_pid = child.id();
+            self.glusterds.push(child);
+            self.description.save()?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (server, child) in self.description.servers.iter().zip(&mut self.glusterds) {
+            wait_for_socket(&server.glusterd_socket, child, deadline).await?;
+        }
+        let first = &self.description.servers[0];
+        for other in &self.description.servers[1..] {
+            gluster(
+                cli,
+                &first.glusterd_socket,
+                &["peer", "probe", &other.address],
+            )
+            .await?;
+        }
+        for server in &self.description.servers {
+            wait_for_pool(
+                cli,
+                &server.glusterd_socket,
+                self.description.servers.len(),
+                deadline,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Records the brick agent port once the agents listen.
+    pub fn set_brick_agent_port(&mut self, port: u16) -> std::io::Result<()> {
+        self.description.brick_agent_port = port;
+        self.description.save()
+    }
+
+    pub async fn teardown(mut self) {
+        teardown(&self.description, &mut self.glusterds).await;
+        let lock = lock_path(&block_prefix(&self.description));
+        let _ = std::fs::remove_file(lock);
+    }
+}
+
+/// A fresh secret for the dev cluster's brick agents.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut urandom) = File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_prerequisites(glusterd: &Path) -> AppResult<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("dev mode needs root (loopback aliases, glusterd, FUSE mounts)".into());
+    }
+    let found = glusterd.is_absolute() && glusterd.exists()
+        || std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(glusterd).exists())
+        });
+    if !found {
+        return Err(format!(
+            "{} not found: install glusterfs-server (apt-get install glusterfs-server)",
+            glusterd.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn server_description(state_dir: &Path, prefix: &str, n: usize) -> ServerDescription {
+    let address = format!("{prefix}.{n}");
+    let node_dir = state_dir.join(format!("nodes/n{n}"));
+    let (work, run, log) = (
+        node_dir.join("work"),
+        node_dir.join("run"),
+        node_dir.join("log"),
+    );
+    let socket = run.join("glusterd.socket");
+    let option = |o: String| format!("--xlator-option=management.{o}");
+    let glusterd_command = vec![
+        "glusterd".to_string(),
+        "--no-daemon".to_string(),
+        option(format!("working-directory={}", work.display())),
+        option(format!("transport.socket.bind-address={address}")),
+        option(format!("run-directory={}", run.display())),
+        option(format!("glusterd-sockfile={}", socket.display())),
+        option(format!("cluster-test-mode={}", log.display())),
+        format!("--log-file={}", log.join("glusterd.log").display()),
+        format!("--pid-file={}", run.join("glusterd.pid").display()),
+    ];
+    ServerDescription {
+        address,
+        glusterd_socket: socket,
+        log_dir: log,
+        glusterd_command,
+        glusterd_pid: None,
+    }
+}
+
+/// Starts glusterd in the foreground as our child; it gets SIGTERM if this
+/// process dies.
+pub fn spawn_glusterd(program: &Path, command: &[String]) -> std::io::Result<Child> {
+    let mut glusterd = Command::new(program);
+    glusterd
+        .args(&command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        glusterd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    glusterd.spawn()
+}
+
+/// Picks a free `127.A.B` block: its lock file is ours and none of its
+/// addresses is on `lo`.
+fn claim_address_block(nodes: usize) -> AppResult<(String, File)> {
+    std::fs::create_dir_all(LOCK_DIR)?;
+    let existing = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", "lo"])
+        .output()?;
+    let existing = String::from_utf8_lossy(&existing.stdout).into_owned();
+    let seed = std::process::id() as usize
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as usize)
+            .unwrap_or(0);
+    for attempt in 0..2000usize {
+        let slot = (seed.wrapping_add(attempt.wrapping_mul(7919))) % (150 * 250);
+        let prefix = format!("127.{}.{}", 100 + slot / 250, 1 + slot % 250);
+        let Ok(lock) = lock_exclusively(&lock_path(&prefix)) else {
+            continue;
+        };
+        let in_use = (1..=nodes).any(|n| existing.contains(&format!(" {prefix}.{n}/")));
+        if !in_use {
+            return Ok((prefix, lock));
+        }
+    }
+    Err("no free 127.x.y.0 address block for a dev cluster".into())
+}
+
+/// Opens (creating) `path` and takes a non-blocking exclusive flock on it,
+/// held until the file is closed.
+fn lock_exclusively(path: &Path) -> std::io::Result<File> {
+    let file = File::create(path)?;
+    // SAFETY: flock on a valid descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+fn lock_path(prefix: &str) -> PathBuf {
+    Path::new(LOCK_DIR).join(format!("{prefix}.lock"))
+}
+
+fn block_prefix(description: &ClusterDescription) -> String {
+    description
+        .servers
+        .first()
+        .and_then(|s| s.address.rsplit_once('.'))
+        .map(|(prefix, _)| prefix.to_string())
+        .unwrap_or_default()
+}
+
+async fn add_alias(address: &str) -> AppResult<()> {
+    let output = Command::new("ip")
+        .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!(
+            "ip addr add {address}/32 dev lo: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn wait_for_socket(socket: &Path, child: &mut Child, deadline: Instant) -> AppResult<()> {
+    loop {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("glusterd exited during start-up ({status}); see its log").into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("glusterd did not open {} within 30s", socket.display()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs a gluster command against a dev server, which must succeed.
+pub async fn gluster(cli: &Path, socket: &Path, words: &[&str]) -> AppResult<Envelope> {
+    let transport = OneShotCli::new(
+        cli,
+        GlusterdAddress::Socket(socket.to_path_buf()),
+        Duration::from_secs(60),
+    );
+    let command = CliCommand::new(
+        words
+            .iter()
+            .map(|w| CliArg::new(*w))
+            .collect::<Result<_, _>>()?,
+    );
+    let envelope = Envelope::parse(&command.name, &transport.run(&command).await?)?;
+    if envelope.failed() {
+        return Err(format!("gluster {}: {}", words.join(" "), envelope.op_errstr.trim()).into());
+    }
+    Ok(envelope)
+}
+
+/// Waits until the server sees `size` connected members in its pool.
+async fn wait_for_pool(cli: &Path, socket: &Path, size: usize, deadline: Instant) -> AppResult<()> {
+    loop {
+        let peers = gluster(cli, socket, &["pool", "list"]).await?.peers()?;
+        if peers.len() == size && peers.iter().all(|p| p.connected) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the pool did not form within 30s: {peers:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Undoes everything a dev cluster made. Safe to call on a half-started or
+/// crashed cluster; only touches what the description names.
+pub async fn teardown(description: &ClusterDescription, glusterds: &mut [Child]) {
+    let addresses = description.addresses();
+    unmount_cluster_mounts(&addresses);
+    let state = description.state_dir.to_string_lossy().into_owned();
+    // A glusterd may start bricks while we end it: look again until nothing
+    // of this cluster runs.
+    for _ in 0..5 {
+        let ours = processes_naming(&state);
+        if ours.is_empty() {
+            break;
+        }
+        let sockets: Vec<PathBuf> = ours
+            .iter()
+            .flat_map(|(_, argv)| brick_sockets(argv))
+            .collect();
+        let pids: Vec<i32> = ours.iter().map(|(pid, _)| *pid).collect();
+        end_processes(&pids).await;
+        for child in glusterds.iter_mut() {
+            let _ = child.try_wait();
+        }
+        for socket in sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+    for child in glusterds.iter_mut() {
+        let _ = child.wait().await;
+    }
+    for address in &addresses {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{address}/32"), "dev", "lo"])
+            .output()
+            .await;
+    }
+    remove_state(description);
+}
+
+/// Unmounts every gluster FUSE mount served by one of `addresses` (bind
+/// mounts of them included), deepest first.
+fn unmount_cluster_mounts(addresses: &[String]) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut mounts: Vec<PathBuf> = crate::mount::mountinfo::parse(&text)
+        .into_iter()
+        .filter(|m| {
+            m.is_glusterfs()
+                && m.source
+                    .split_once(':')
+                    .is_some_and(|(host, _)| addresses.iter().any(|a| a == host))
+        })
+        .map(|m| m.mount_point)
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for mount in mounts {
+        if sys_mount::unmount(&mount, sys_mount::UnmountFlags::empty()).is_err() {
+            let _ = sys_mount::unmount(&mount, sys_mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// Gluster daemons (glusterd, brick and client processes) whose command line
+/// mentions `needle`. Nothing else is ever signalled: not this process, not
+/// whoever started it.
+fn processes_naming(needle: &str) -> Vec<(i32, Vec<String>)> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let program = argv.first()?.rsplit('/').next()?;
+            let gluster = matches!(program, "glusterd" | "glusterfsd" | "glusterfs");
+            (gluster && argv.iter().any(|a| a.contains(needle))).then_some((pid, argv))
+        })
+        .collect()
+}
+
+/// The unix sockets gluster daemons create under /var/run/gluster (`-S`).
+fn brick_sockets(argv: &[String]) -> Vec<PathBuf> {
+    argv.windows(2)
+        .filter(|w| w[0] == "-S" && w[1].starts_with("/var/run/gluster/"))
+        .map(|w| PathBuf::from(&w[1]))
+        .collect()
+}
+
+/// SIGTERM, then SIGKILL for what is still there after 10 s.
+async fn end_processes(pids: &[i32]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for pid in pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let alive = |pid: &&i32| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(**pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(&p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for pid in pids.iter().filter(alive) {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1.trim_start().to_string();
+            after.chars().next()
+        })
+        == Some('Z')
+}
+
+fn remove_state(description: &ClusterDescription) {
+    let state = &description.state_dir;
+    for made in ["nodes", "bricks", "logs", "csi.sock", DESCRIPTION, ".lock"] {
+        let path = state.join(made);
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+    if description.created_state_dir {
+        let _ = std::fs::remove_dir(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brick_socket_paths_from_a_real_command_line() {
+        let argv: Vec<String> = "/usr/sbin/glusterfsd -s 127.77.1.1 --volfile-id v1.127.77.1.1.x -p /tmp/x.pid -S /var/run/gluster/b1482217d286f418.socket --brick-name /tmp/b1/v1"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            brick_sockets(&argv),
+            [PathBuf::from("/var/run/gluster/b1482217d286f418.socket")]
+        );
+    }
+
+    #[test]
+    fn server_layout() {
+        let s = server_description(Path::new("/st"), "127.101.7", 2);
+        assert_eq!(s.address, "127.101.7.2");
+        assert_eq!(
+            s.glusterd_socket,
+            PathBuf::from("/st/nodes/n2/run/glusterd.socket")
+        );
+        assert!(s.glusterd_command.contains(&"--no-daemon".to_string()));
+        assert!(s.glusterd_command.contains(
+            &"--xlator-option=management.transport.socket.bind-address=127.101.7.2".to_string()
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+//! `glusterfs-csi dev`: the whole driver (Identity, Controller, Node, and a
+//! brick agent per server) in one process, against a throwaway Gluster
+//! cluster on loopback aliases. The README's "run it" command and the
+//! integration tests' harness.
+
+pub mod cluster;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::app::{self, AppResult, CommonArgs, ControllerArgs, GlusterdArgs, NodeArgs};
+use crate::csi::{
+    self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
+};
+pub use cluster::{ClusterDescription, DevCluster};
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Directory for the cluster's state, bricks, logs and the CSI socket.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_STATE_DIR", default_value = "/tmp/glusterfs-csi-dev")]
+    pub state_dir: PathBuf,
+    /// Number of Gluster servers.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_NODES", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub nodes: u8,
+    /// Driver name reported to the CO.
+    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = app::DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+    /// Node id reported by NodeGetInfo.
+    #[arg(long, env = "GLUSTERFS_CSI_NODE_ID", default_value = "dev-node")]
+    pub node_id: String,
+    /// The glusterd binary.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_GLUSTERD", default_value = "glusterd")]
+    pub glusterd: PathBuf,
+    /// The gluster CLI binary.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
+    pub gluster_cli: PathBuf,
+}
+
+pub async fn run(args: DevArgs) -> AppResult<()> {
+    let mut cluster = DevCluster::start(
+        &args.state_dir,
+        usize::from(args.nodes),
+        &args.glusterd,
+        &args.gluster_cli,
+    )
+    .await?;
+    let served = serve(&args, &mut cluster).await;
+    tracing::info!("dev cluster: tearing down");
+    cluster.teardown().await;
+    tracing::info!("dev cluster: gone");
+    served
+}
+
+async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
+    let description = cluster.description.clone();
+    let token = description.brick_agent_token.clone();
+    let (agent_listeners, port) = bind_agents(&description.addresses()).await?;
+    cluster.set_brick_agent_port(port)?;
+
+    let first = &description.servers[0];
+    let glusterd_args = |socket: &std::path::Path| GlusterdArgs {
+        glusterd_socket: socket.to_path_buf(),
+        gluster_cli: args.gluster_cli.clone(),
+        gluster_timeout_seconds: 120,
+    };
+    let common = CommonArgs {
+        endpoint: format!("unix://{}", description.csi_socket.display()),
+        driver_name: args.driver_name.clone(),
+    };
+    let controller_args = ControllerArgs {
+        common: common.clone(),
+        glusterd: glusterd_args(&first.glusterd_socket),
+        server_name: Some(first.address.clone()),
+        default_brick_root: description.brick_root.to_string_lossy().into_owned(),
+        gluster_sessions: 8,
+        brick_agent_port: port,
+        brick_agent_token: Some(token.clone()),
+        mount_options: Vec::new(),
+    };
+    let node_args = NodeArgs {
+        common,
+        node_id: args.node_id.clone(),
+        mount_log_dir: Some(description.mount_log_dir.clone()),
+        brick_agent_listen: None,
+        brick_agent_token: None,
+        glusterd: glusterd_args(&first.glusterd_socket),
+    };
+    let provisioner = app::provisioner(&controller_args, true)?;
+    let volumes = app::node_volumes(&node_args);
+
+    let (stop_agents, agents_stopped) = tokio::sync::watch::channel(false);
+    let mut agents = tokio::task::JoinSet::new();
+    for (listener, server) in agent_listeners.into_iter().zip(&description.servers) {
+        let glusterd = glusterd_args(&server.glusterd_socket);
+        let token = Some(token.clone());
+        let mut stopped = agents_stopped.clone();
+        agents.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            app::serve_brick_agent(listener, &glusterd, token, shutdown).await
+        });
+    }
+
+    let listener = csi::bind_socket(&description.csi_socket)?;
+    let services = Services {
+        identity: IdentityService::new(
+            args.driver_name.clone(),
+            Some(provisioner.clone()),
+            Some(volumes.clone()),
+        ),
+        controller: Some(ControllerService::new(provisioner)),
+        node: Some(NodeService::new(volumes)),
+    };
+    tracing::info!(
+        endpoint = %format!("unix://{}", description.csi_socket.display()),
+        servers = %description.addresses().join(","),
+        brick_root = %description.brick_root.display(),
+        "dev cluster ready"
+    );
+    let served = csi::serve(listener, services, app::shutdown_signal()).await;
+    let _ = stop_agents.send(true);
+    while agents.join_next().await.is_some() {}
+    served.map_err(Into::into)
+}
+
+/// One listener per server address, all on the same free port.
+async fn bind_agents(addresses: &[String]) -> AppResult<(Vec<tokio::net::TcpListener>, u16)> {
+    for _ in 0..20 {
+        let first = tokio::net::TcpListener::bind((addresses[0].as_str(), 0)).await?;
+        let port = first.local_addr()?.port();
+        let mut listeners = vec![first];
+        for address in &addresses[1..] {
+            let addr: SocketAddr = format!("{address}:{port}").parse()?;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => listeners.push(listener),
+                Err(_) => break,
+            }
+        }
+        if listeners.len() == addresses.len() {
+            return Ok((listeners, port));
+        }
+    }
+    Err("could not find one free port on every dev server address".into())
+}

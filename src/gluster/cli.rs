@@ -1,0 +1,282 @@
+//! [`Glusterd`] over the gluster CLI (`--mode=script --xml`).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use super::error::{self, GlusterError};
+use super::transport::{CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli};
+use super::xml::{self, Envelope};
+use super::{Glusterd, NewVolume, Peer, VolumeInfo};
+
+/// How long to keep retrying when glusterd's lock on a volume is held by
+/// another transaction (opErrno 30802, "Locking failed on ...").
+#[derive(Clone, Copy, Debug)]
+pub struct LockRetry {
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+    pub deadline: Duration,
+}
+
+impl Default for LockRetry {
+    fn default() -> Self {
+        LockRetry {
+            first_wait: Duration::from_millis(20),
+            max_wait: Duration::from_millis(500),
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct GlusterCli {
+    transport: Arc<dyn CliTransport>,
+    /// The CLI binary, for read-only `--remote-host` questions to peers.
+    program: PathBuf,
+    /// Name the other peers know the local glusterd by; asked of them when
+    /// not configured.
+    local_hostname: OnceCell<String>,
+    local_uuid: OnceCell<String>,
+    settable: OnceCell<Arc<BTreeSet<String>>>,
+    retry: LockRetry,
+}
+
+impl GlusterCli {
+    pub fn new(
+        transport: Arc<dyn CliTransport>,
+        program: impl Into<PathBuf>,
+        local_hostname: Option<String>,
+        retry: LockRetry,
+    ) -> Self {
+        GlusterCli {
+            transport,
+            program: program.into(),
+            local_hostname: OnceCell::new_with(local_hostname),
+            local_uuid: OnceCell::new(),
+            settable: OnceCell::new(),
+            retry,
+        }
+    }
+
+    pub fn address(&self) -> &GlusterdAddress {
+        self.transport.address()
+    }
+
+    /// Runs a command and parses its envelope; retries lock contention with
+    /// exponential backoff until the deadline. A failed answer other than
+    /// contention is returned as is, for the caller to judge.
+    async fn exec(&self, words: &[&str]) -> Result<Envelope, GlusterError> {
+        let command = CliCommand::new(
+            words
+                .iter()
+                .map(|w| CliArg::new(*w))
+                .collect::<Result<_, _>>()?,
+        );
+        let started = Instant::now();
+        let mut wait = self.retry.first_wait;
+        loop {
+            let envelope = Envelope::parse(&command.name, &self.transport.run(&command).await?)?;
+            if !envelope.failed() {
+                return Ok(envelope);
+            }
+            let err = error::classify(&command.name, None, envelope.op_errno, &envelope.op_errstr);
+            if !err.is_lock_contention() || started.elapsed() + wait > self.retry.deadline {
+                return Ok(envelope);
+            }
+            tracing::debug!(command = %command.name, ?wait, "glusterd lock busy, retrying");
+            tokio::time::sleep(jittered(wait)).await;
+            wait = (wait * 2).min(self.retry.max_wait);
+        }
+    }
+
+    /// Runs a command that must succeed.
+    async fn exec_ok(
+        &self,
+        words: &[&str],
+        volume: Option<&str>,
+    ) -> Result<Envelope, GlusterError> {
+        let envelope = self.exec(words).await?;
+        if envelope.failed() {
+            return Err(failure(words, volume, &envelope));
+        }
+        Ok(envelope)
+    }
+
+    async fn discover_local_hostname(&self, peers: &[Peer]) -> Result<String, GlusterError> {
+        let uuid = self.local_uuid().await?;
+        let mut last_error = None;
+        for peer in peers.iter().filter(|p| !p.is_local && p.connected) {
+            let remote = OneShotCli::new(
+                self.program.clone(),
+                GlusterdAddress::RemoteHost(peer.hostname.clone()),
+                Duration::from_secs(10),
+            );
+            let command = CliCommand::new(vec![CliArg::new("pool")?, CliArg::new("list")?]);
+            let answer = remote
+                .run(&command)
+                .await
+                .and_then(|xml| Envelope::parse(&command.name, &xml)?.peers());
+            match answer {
+                Ok(their_view) => {
+                    if let Some(me) = their_view.iter().find(|p| p.uuid == uuid) {
+                        return Ok(me.hostname.clone());
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(GlusterError::Unreachable {
+            target: self.address().to_string(),
+            detail: format!(
+                "cannot learn the name other peers use for this server (no connected peer answered{}); \
+                 configure it with --server-name",
+                last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        })
+    }
+}
+
+#[async_trait]
+impl Glusterd for GlusterCli {
+    async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
+        let mut peers = self.exec_ok(&["pool", "list"], None).await?.peers()?;
+        if peers.iter().any(|p| p.is_local) {
+            let name = self
+                .local_hostname
+                .get_or_try_init(|| self.discover_local_hostname(&peers))
+                .await?
+                .clone();
+            for peer in peers.iter_mut().filter(|p| p.is_local) {
+                peer.hostname = name.clone();
+            }
+        }
+        Ok(peers)
+    }
+
+    async fn local_uuid(&self) -> Result<String, GlusterError> {
+        self.local_uuid
+            .get_or_try_init(|| async {
+                self.exec_ok(&["system::", "uuid", "get"], None)
+                    .await?
+                    .uuid()
+            })
+            .await
+            .cloned()
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, GlusterError> {
+        let envelope = self.exec(&["volume", "info", name]).await?;
+        if envelope.failed() {
+            return match failure(&["volume", "info"], Some(name), &envelope) {
+                GlusterError::NoSuchVolume(_) => Ok(None),
+                other => Err(other),
+            };
+        }
+        Ok(envelope.volumes()?.into_iter().find(|v| v.name == name))
+    }
+
+    async fn volumes(&self) -> Result<Vec<VolumeInfo>, GlusterError> {
+        self.exec_ok(&["volume", "info"], None).await?.volumes()
+    }
+
+    async fn create_volume(&self, volume: &NewVolume) -> Result<(), GlusterError> {
+        let replica = volume.replica.to_string();
+        let bricks: Vec<String> = volume
+            .bricks
+            .iter()
+            .map(|b| format!("{}:{}", b.host, b.path))
+            .collect();
+        let mut words = vec!["volume", "create", volume.name.as_str()];
+        if volume.replica > 1 {
+            words.extend(["replica", replica.as_str()]);
+            if volume.arbiter {
+                words.extend(["arbiter", "1"]);
+            }
+        }
+        words.extend(bricks.iter().map(String::as_str));
+        // Bricks on the root file system, and retries over the half-made brick
+        // directories a failed create leaves behind, both need `force`.
+        words.push("force");
+        self.exec_ok(&words, Some(&volume.name)).await.map(drop)
+    }
+
+    async fn set_options(
+        &self,
+        volume: &str,
+        options: &[(String, String)],
+    ) -> Result<(), GlusterError> {
+        let mut words = vec!["volume", "set", volume];
+        for (key, value) in options {
+            words.extend([key.as_str(), value.as_str()]);
+        }
+        self.exec_ok(&words, Some(volume)).await.map(drop)
+    }
+
+    async fn start_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
+        let envelope = if force {
+            self.exec(&["volume", "start", volume, "force"]).await?
+        } else {
+            self.exec(&["volume", "start", volume]).await?
+        };
+        if envelope.failed() && !error::is_already_started(&envelope.op_errstr) {
+            return Err(failure(&["volume", "start"], Some(volume), &envelope));
+        }
+        Ok(())
+    }
+
+    async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
+        let envelope = if force {
+            self.exec(&["volume", "stop", volume, "force"]).await?
+        } else {
+            self.exec(&["volume", "stop", volume]).await?
+        };
+        if envelope.failed() && !error::is_not_started(&envelope.op_errstr) {
+            return Err(failure(&["volume", "stop"], Some(volume), &envelope));
+        }
+        Ok(())
+    }
+
+    async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError> {
+        let envelope = self.exec(&["volume", "delete", volume]).await?;
+        if envelope.failed() {
+            return match failure(&["volume", "delete"], Some(volume), &envelope) {
+                GlusterError::NoSuchVolume(_) => Ok(()),
+                other => Err(other),
+            };
+        }
+        Ok(())
+    }
+
+    async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {
+        self.settable
+            .get_or_try_init(|| async {
+                let command = CliCommand::new(vec![
+                    CliArg::new("volume")?,
+                    CliArg::new("set")?,
+                    CliArg::new("help-xml")?,
+                ])
+                .standalone("</options>");
+                let text = self.transport.run(&command).await?;
+                Ok(Arc::new(xml::settable_options(&text)?))
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn failure(words: &[&str], volume: Option<&str>, envelope: &Envelope) -> GlusterError {
+    let command = words.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+    error::classify(&command, volume, envelope.op_errno, &envelope.op_errstr)
+}
+
+/// Spreads retries of parallel requests apart (0.5x to 1.5x of `wait`).
+fn jittered(wait: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    wait / 2 + wait.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}

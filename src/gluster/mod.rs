@@ -1,0 +1,101 @@
+//! The glusterd backend: what the controller needs from glusterd, and the
+//! real implementation over the gluster CLI.
+
+mod cli;
+pub mod error;
+pub mod transport;
+pub mod xml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use cli::{GlusterCli, LockRetry};
+pub use error::GlusterError;
+pub use transport::{CliTransport, GlusterdAddress, OneShotCli, SessionPool};
+
+/// A member of the trusted storage pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uuid: String,
+    /// The name bricks on this peer are addressed by.
+    pub hostname: String,
+    pub connected: bool,
+    /// The glusterd we talk to.
+    pub is_local: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeStatus {
+    Created,
+    Started,
+    Stopped,
+    Other(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Brick {
+    pub host: String,
+    pub path: String,
+    pub host_uuid: String,
+    pub is_arbiter: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub id: String,
+    pub status: VolumeStatus,
+    pub replica_count: u32,
+    pub arbiter_count: u32,
+    pub type_name: String,
+    pub bricks: Vec<Brick>,
+    /// Options set on the volume (`volume set`), by key.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Where one brick of a new volume goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrickAddress {
+    pub host: String,
+    pub path: String,
+}
+
+/// A `volume create` request. With `arbiter`, the last brick is the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewVolume {
+    pub name: String,
+    pub replica: u32,
+    pub arbiter: bool,
+    pub bricks: Vec<BrickAddress>,
+}
+
+/// What the driver asks of glusterd. Writes are idempotent where glusterd
+/// allows it: starting a started volume, stopping a stopped one and deleting
+/// a missing one succeed.
+#[async_trait]
+pub trait Glusterd: Send + Sync {
+    /// Every peer of the pool, this one included under its real name.
+    async fn peers(&self) -> Result<Vec<Peer>, GlusterError>;
+    /// UUID of the glusterd we talk to.
+    async fn local_uuid(&self) -> Result<String, GlusterError>;
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, GlusterError>;
+    async fn volumes(&self) -> Result<Vec<VolumeInfo>, GlusterError>;
+    /// Fails with [`GlusterError::VolumeExists`] if the name is taken.
+    async fn create_volume(&self, volume: &NewVolume) -> Result<(), GlusterError>;
+    async fn set_options(
+        &self,
+        volume: &str,
+        options: &[(String, String)],
+    ) -> Result<(), GlusterError>;
+    /// `force` also starts bricks that are down on a started volume, and
+    /// brings peers that disagree about the volume's state in line.
+    async fn start_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError>;
+    /// `force` stops the volume on every peer that thinks it is started,
+    /// even if others (or this one) do not.
+    async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError>;
+    async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError>;
+    /// Keys `volume set` accepts (excluding free-form `user.*` keys).
+    async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
+}

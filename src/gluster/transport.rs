@@ -1,0 +1,446 @@
+//! How CLI commands reach glusterd: one `gluster` process per command, or a
+//! pool of long-lived `gluster` sessions fed commands on stdin.
+//!
+//! Every command is a list of [`CliArg`] words handed to the CLI as separate
+//! arguments (one-shot) or as one line of plain words (session); no shell is
+//! ever involved and a word can never be read as a CLI option.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+
+use super::error::{GlusterError, classify_cli_failure};
+
+/// glusterd's management port, used to check that a remote glusterd answers.
+pub const GLUSTERD_PORT: u16 = 24007;
+
+/// One word of a gluster command: printable ASCII from a small set, never
+/// empty, never starting with `-`. Safe as an argv entry and as a word on a
+/// session line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliArg(String);
+
+impl CliArg {
+    pub fn new(word: impl Into<String>) -> Result<CliArg, GlusterError> {
+        let word = word.into();
+        let plain = !word.is_empty()
+            && word.len() <= 4096
+            && !word.starts_with('-')
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/=,*%+@-".contains(&b));
+        if plain {
+            Ok(CliArg(word))
+        } else {
+            Err(GlusterError::UnsafeArgument(word))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A whole command: its words and the closing tag that ends its XML output.
+#[derive(Clone, Debug)]
+pub struct CliCommand {
+    pub words: Vec<CliArg>,
+    /// Name used in errors and logs, e.g. `volume create`.
+    pub name: String,
+    end_tag: &'static str,
+    /// Printed by the CLI itself and only flushed when it exits, so it
+    /// cannot run inside a session.
+    standalone: bool,
+}
+
+impl CliCommand {
+    pub fn new(words: Vec<CliArg>) -> CliCommand {
+        let name = words
+            .iter()
+            .take(2)
+            .map(CliArg::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        CliCommand {
+            words,
+            name,
+            end_tag: "</cliOutput>",
+            standalone: false,
+        }
+    }
+
+    /// For CLI-local commands (`volume set help-xml`): XML not wrapped in
+    /// `<cliOutput>`, and only flushed when the CLI exits.
+    pub fn standalone(mut self, end_tag: &'static str) -> CliCommand {
+        self.end_tag = end_tag;
+        self.standalone = true;
+        self
+    }
+
+    fn line(&self) -> String {
+        let mut line = self
+            .words
+            .iter()
+            .map(CliArg::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        line.push('\n');
+        line
+    }
+}
+
+/// Where glusterd listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlusterdAddress {
+    /// Local unix socket: full access.
+    Socket(PathBuf),
+    /// `--remote-host`: glusterd only answers read commands this way.
+    RemoteHost(String),
+}
+
+impl GlusterdAddress {
+    fn cli_flag(&self) -> OsString {
+        match self {
+            GlusterdAddress::Socket(path) => {
+                let mut flag = OsString::from("--glusterd-sock=");
+                flag.push(path);
+                flag
+            }
+            GlusterdAddress::RemoteHost(host) => OsString::from(format!("--remote-host={host}")),
+        }
+    }
+
+    /// Fails fast when nothing listens, instead of letting a command hang.
+    pub async fn check_listening(&self) -> Result<(), GlusterError> {
+        let unreachable = |detail: String| GlusterError::Unreachable {
+            target: self.to_string(),
+            detail,
+        };
+        match self {
+            GlusterdAddress::Socket(path) => tokio::net::UnixStream::connect(path)
+                .await
+                .map(drop)
+                .map_err(|e| unreachable(e.to_string())),
+            GlusterdAddress::RemoteHost(host) => {
+                let connect = tokio::net::TcpStream::connect((host.as_str(), GLUSTERD_PORT));
+                match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(unreachable(e.to_string())),
+                    Err(_) => Err(unreachable("no answer within 2s".into())),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for GlusterdAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GlusterdAddress::Socket(path) => write!(f, "unix:{}", path.display()),
+            GlusterdAddress::RemoteHost(host) => write!(f, "{host}:{GLUSTERD_PORT}"),
+        }
+    }
+}
+
+/// Runs gluster CLI commands and returns their XML output.
+#[async_trait]
+pub trait CliTransport: Send + Sync {
+    async fn run(&self, command: &CliCommand) -> Result<String, GlusterError>;
+    fn address(&self) -> &GlusterdAddress;
+}
+
+/// One `gluster --mode=script --xml ...` process per command.
+pub struct OneShotCli {
+    program: PathBuf,
+    address: GlusterdAddress,
+    timeout: Duration,
+}
+
+impl OneShotCli {
+    pub fn new(program: impl Into<PathBuf>, address: GlusterdAddress, timeout: Duration) -> Self {
+        OneShotCli {
+            program: program.into(),
+            address,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl CliTransport for OneShotCli {
+    async fn run(&self, command: &CliCommand) -> Result<String, GlusterError> {
+        let mut cli = Command::new(&self.program);
+        cli.arg("--mode=script")
+            .arg("--xml")
+            .arg(self.address.cli_flag())
+            .args(command.words.iter().map(CliArg::as_str))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(self.timeout, cli.output())
+            .await
+            .map_err(|_| timeout(command, self.timeout))?
+            .map_err(GlusterError::Spawn)?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.contains(command.end_tag) {
+            return Ok(stdout.into_owned());
+        }
+        let text = format!("{}{}", stdout, String::from_utf8_lossy(&output.stderr));
+        Err(classify_cli_failure(&command.name, &self.address, &text))
+    }
+
+    fn address(&self) -> &GlusterdAddress {
+        &self.address
+    }
+}
+
+/// A pool of interactive `gluster --mode=script --xml` processes, each fed one
+/// command line at a time. It saves the CLI's ~50 ms start-up on every
+/// command. A session whose command times out is killed; one that exits (the
+/// CLI quits on a command line it cannot parse) is replaced, and the command
+/// is run once more as a one-shot so the caller sees the CLI's own message.
+pub struct SessionPool {
+    program: PathBuf,
+    address: GlusterdAddress,
+    timeout: Duration,
+    idle: Mutex<Vec<Session>>,
+    slots: Semaphore,
+    idle_ttl: Duration,
+    fallback: OneShotCli,
+}
+
+impl SessionPool {
+    pub fn new(
+        program: impl Into<PathBuf>,
+        address: GlusterdAddress,
+        timeout: Duration,
+        max_sessions: usize,
+    ) -> Self {
+        let program = program.into();
+        SessionPool {
+            fallback: OneShotCli::new(program.clone(), address.clone(), timeout),
+            program,
+            address,
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(max_sessions.max(1)),
+            idle_ttl: Duration::from_secs(30),
+        }
+    }
+
+    fn take_idle(&self) -> Option<Session> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Sessions idle for long are dropped (and killed); one is always kept.
+        let now = Instant::now();
+        while idle.len() > 1 && now.duration_since(idle[0].last_used) > self.idle_ttl {
+            idle.remove(0);
+        }
+        idle.pop()
+    }
+
+    fn put_idle(&self, mut session: Session) {
+        session.last_used = Instant::now();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
+    }
+
+    /// Number of CLI processes kept alive (for tests and metrics).
+    pub fn idle_sessions(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl CliTransport for SessionPool {
+    async fn run(&self, command: &CliCommand) -> Result<String, GlusterError> {
+        if command.standalone {
+            return self.fallback.run(command).await;
+        }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| GlusterError::Spawn(std::io::Error::other("session pool closed")))?;
+        self.address.check_listening().await?;
+        let mut session = match self.take_idle() {
+            Some(session) => session,
+            None => Session::spawn(&self.program, &self.address).map_err(GlusterError::Spawn)?,
+        };
+        match session.exec(command, self.timeout).await {
+            Ok(xml) => {
+                self.put_idle(session);
+                Ok(xml)
+            }
+            Err(SessionEnd::TimedOut) => Err(timeout(command, self.timeout)),
+            Err(SessionEnd::Exited) => self.fallback.run(command).await,
+        }
+    }
+
+    fn address(&self) -> &GlusterdAddress {
+        &self.address
+    }
+}
+
+enum SessionEnd {
+    TimedOut,
+    Exited,
+}
+
+struct Session {
+    // Held so the process is killed when the session is dropped.
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    pending: Vec<u8>,
+    last_used: Instant,
+}
+
+impl Session {
+    fn spawn(program: &Path, address: &GlusterdAddress) -> std::io::Result<Session> {
+        let mut child = Command::new(program)
+            .arg("--mode=script")
+            .arg("--xml")
+            .arg(address.cli_flag())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        Ok(Session {
+            _child: child,
+            stdin,
+            stdout,
+            pending: Vec::new(),
+            last_used: Instant::now(),
+        })
+    }
+
+    async fn exec(&mut self, command: &CliCommand, limit: Duration) -> Result<String, SessionEnd> {
+        let exchange = async {
+            self.stdin
+                .write_all(command.line().as_bytes())
+                .await
+                .map_err(|_| SessionEnd::Exited)?;
+            self.stdin.flush().await.map_err(|_| SessionEnd::Exited)?;
+            let end = command.end_tag.as_bytes();
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                if let Some(at) = find(&self.pending, end) {
+                    let rest = self.pending.split_off(at + end.len());
+                    let doc = std::mem::replace(&mut self.pending, rest);
+                    return Ok(String::from_utf8_lossy(&doc).trim().to_string());
+                }
+                let n = self
+                    .stdout
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|_| SessionEnd::Exited)?;
+                if n == 0 {
+                    return Err(SessionEnd::Exited);
+                }
+                self.pending.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| SessionEnd::TimedOut)?
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn timeout(command: &CliCommand, limit: Duration) -> GlusterError {
+    GlusterError::Timeout {
+        command: command.name.clone(),
+        seconds: limit.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_args_are_plain_words() {
+        for ok in [
+            "volume",
+            "csi-pvc-1",
+            "127.0.0.1:/data/glusterfs/csi-x",
+            "system::",
+            "auth.allow",
+            "10.0.0.*",
+        ] {
+            assert!(CliArg::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-rf",
+            "--remote-host=evil",
+            "a b",
+            "a\nvolume delete x",
+            "a;b",
+            "$(x)",
+            "`x`",
+            "a'b",
+            "a\"b",
+            "a\\b",
+            "é",
+            "a\tb",
+        ] {
+            assert!(
+                matches!(CliArg::new(bad), Err(GlusterError::UnsafeArgument(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn command_line_and_name() {
+        let cmd = CliCommand::new(
+            ["volume", "start", "v1"]
+                .into_iter()
+                .map(|w| CliArg::new(w).unwrap())
+                .collect(),
+        );
+        assert_eq!(cmd.name, "volume start");
+        assert_eq!(cmd.line(), "volume start v1\n");
+    }
+
+    #[test]
+    fn socket_flag() {
+        let addr = GlusterdAddress::Socket("/run/glusterd.socket".into());
+        assert_eq!(addr.cli_flag(), "--glusterd-sock=/run/glusterd.socket");
+        assert_eq!(
+            GlusterdAddress::RemoteHost("h1".into()).cli_flag(),
+            "--remote-host=h1"
+        );
+    }
+
+    #[tokio::test]
+    async fn dead_socket_fails_fast_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = GlusterdAddress::Socket(dir.path().join("glusterd.socket"));
+        let err = addr.check_listening().await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
+}

@@ -1,0 +1,359 @@
+//! Parsing of `gluster --xml` output.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use roxmltree::{Document, Node};
+
+use super::error::GlusterError;
+use super::{Brick, Peer, VolumeInfo, VolumeStatus};
+
+/// The `<cliOutput>` envelope every `--xml` command prints.
+#[derive(Debug)]
+pub struct Envelope {
+    pub op_ret: i32,
+    pub op_errno: i32,
+    pub op_errstr: String,
+    text: String,
+    command: String,
+}
+
+impl Envelope {
+    pub fn parse(command: &str, text: &str) -> Result<Envelope, GlusterError> {
+        let doc = document(command, text)?;
+        let root = doc.root_element();
+        if root.tag_name().name() != "cliOutput" {
+            return Err(bad(command, "root element is not <cliOutput>"));
+        }
+        let number = |tag: &str| -> Result<i32, GlusterError> {
+            child_text(root, tag)
+                .ok_or_else(|| bad(command, &format!("<{tag}> missing")))?
+                .trim()
+                .parse()
+                .map_err(|_| bad(command, &format!("<{tag}> is not a number")))
+        };
+        Ok(Envelope {
+            op_ret: number("opRet")?,
+            op_errno: number("opErrno")?,
+            op_errstr: child_text(root, "opErrstr").unwrap_or_default().to_string(),
+            text: text.to_string(),
+            command: command.to_string(),
+        })
+    }
+
+    pub fn failed(&self) -> bool {
+        self.op_ret != 0
+    }
+
+    /// `pool list`: every peer, the local one included (as `localhost`).
+    pub fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let status = descendant(doc.root_element(), "peerStatus")
+            .ok_or_else(|| bad(&self.command, "<peerStatus> missing"))?;
+        status
+            .children()
+            .filter(|n| n.has_tag_name("peer"))
+            .map(|peer| {
+                let uuid = required(&self.command, peer, "uuid")?;
+                let hostname = required(&self.command, peer, "hostname")?;
+                Ok(Peer {
+                    is_local: hostname == "localhost",
+                    connected: child_text(peer, "connected") == Some("1"),
+                    uuid,
+                    hostname,
+                })
+            })
+            .collect()
+    }
+
+    /// `system:: uuid get`.
+    pub fn uuid(&self) -> Result<String, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        descendant(doc.root_element(), "uuidGenerate")
+            .and_then(|n| child_text(n, "uuid"))
+            .map(str::to_string)
+            .ok_or_else(|| bad(&self.command, "<uuidGenerate><uuid> missing"))
+    }
+
+    /// `volume info [NAME]`.
+    pub fn volumes(&self) -> Result<Vec<VolumeInfo>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let volumes = descendant(doc.root_element(), "volumes")
+            .ok_or_else(|| bad(&self.command, "<volumes> missing"))?;
+        volumes
+            .children()
+            .filter(|n| n.has_tag_name("volume"))
+            .map(|v| self.volume(v))
+            .collect()
+    }
+
+    fn volume(&self, v: Node) -> Result<VolumeInfo, GlusterError> {
+        let command = self.command.as_str();
+        let count = |tag: &str| -> Result<u32, GlusterError> {
+            required(command, v, tag)?
+                .parse()
+                .map_err(|_| bad(command, &format!("<{tag}> is not a number")))
+        };
+        let bricks = v
+            .children()
+            .find(|n| n.has_tag_name("bricks"))
+            .map(|bricks| {
+                bricks
+                    .children()
+                    .filter(|n| n.has_tag_name("brick"))
+                    .map(|b| parse_brick(command, b))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let options = v
+            .children()
+            .find(|n| n.has_tag_name("options"))
+            .map(|opts| {
+                opts.children()
+                    .filter(|n| n.has_tag_name("option"))
+                    .filter_map(|o| {
+                        Some((
+                            child_text(o, "name")?.to_string(),
+                            child_text(o, "value").unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        let status = match required(command, v, "statusStr")?.as_str() {
+            "Created" => VolumeStatus::Created,
+            "Started" => VolumeStatus::Started,
+            "Stopped" => VolumeStatus::Stopped,
+            other => VolumeStatus::Other(other.to_string()),
+        };
+        Ok(VolumeInfo {
+            name: required(command, v, "name")?,
+            id: required(command, v, "id")?,
+            status,
+            replica_count: count("replicaCount")?,
+            arbiter_count: count("arbiterCount")?,
+            type_name: required(command, v, "typeStr")?,
+            bricks,
+            options,
+        })
+    }
+
+    /// `volume list`.
+    pub fn volume_names(&self) -> Result<Vec<String>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let list = descendant(doc.root_element(), "volList")
+            .ok_or_else(|| bad(&self.command, "<volList> missing"))?;
+        Ok(list
+            .children()
+            .filter(|n| n.has_tag_name("volume"))
+            .filter_map(|n| n.text())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// `volume set help-xml` (no envelope): the names of every settable option.
+pub fn settable_options(text: &str) -> Result<BTreeSet<String>, GlusterError> {
+    let command = "volume set help-xml";
+    let doc = document(command, text)?;
+    let names: BTreeSet<String> = doc
+        .root_element()
+        .children()
+        .filter(|n| n.has_tag_name("option"))
+        .filter_map(|o| child_text(o, "name"))
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(bad(command, "no <option> entries"));
+    }
+    Ok(names)
+}
+
+fn parse_brick(command: &str, b: Node) -> Result<Brick, GlusterError> {
+    let name = required(command, b, "name")?;
+    let (host, path) = name
+        .split_once(':')
+        .ok_or_else(|| bad(command, &format!("brick {name:?} is not host:path")))?;
+    Ok(Brick {
+        host: host.to_string(),
+        path: path.to_string(),
+        host_uuid: required(command, b, "hostUuid")?,
+        is_arbiter: child_text(b, "isArbiter") == Some("1"),
+    })
+}
+
+fn document<'a>(command: &str, text: &'a str) -> Result<Document<'a>, GlusterError> {
+    Document::parse(text).map_err(|e| bad(command, &format!("not XML: {e}")))
+}
+
+fn descendant<'a, 'i>(node: Node<'a, 'i>, tag: &str) -> Option<Node<'a, 'i>> {
+    node.descendants().find(|n| n.has_tag_name(tag))
+}
+
+fn child_text<'a>(node: Node<'a, '_>, tag: &str) -> Option<&'a str> {
+    node.children().find(|n| n.has_tag_name(tag))?.text()
+}
+
+fn required(command: &str, node: Node, tag: &str) -> Result<String, GlusterError> {
+    child_text(node, tag)
+        .map(|t| t.trim().to_string())
+        .ok_or_else(|| bad(command, &format!("<{tag}> missing")))
+}
+
+fn bad(command: &str, detail: &str) -> GlusterError {
+    GlusterError::BadOutput {
+        command: command.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/tests/fixtures/gluster/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn envelope(name: &str) -> Envelope {
+        Envelope::parse("test", &fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn pool_list_marks_the_local_peer() {
+        let peers = envelope("pool_list.xml").peers().unwrap();
+        assert_eq!(peers.len(), 3);
+        let local: Vec<_> = peers.iter().filter(|p| p.is_local).collect();
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].uuid, "c115eedb-d41a-4f3c-be28-e1088a03462b");
+        assert!(peers.iter().all(|p| p.connected));
+        assert!(peers.iter().any(|p| p.hostname == "127.77.1.3"));
+    }
+
+    #[test]
+    fn pool_list_reports_a_disconnected_peer() {
+        let peers = envelope("pool_list_peer_down.xml").peers().unwrap();
+        let down: Vec<_> = peers.iter().filter(|p| !p.connected).collect();
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].hostname, "127.77.1.3");
+    }
+
+    #[test]
+    fn remote_pool_list_names_the_asking_node() {
+        // Seen from 127.77.1.2, node 1 has its real address.
+        let peers = envelope("pool_list_remote.xml").peers().unwrap();
+        let node1 = peers
+            .iter()
+            .find(|p| p.uuid == "c115eedb-d41a-4f3c-be28-e1088a03462b")
+            .unwrap();
+        assert_eq!(node1.hostname, "127.77.1.1");
+        assert!(!node1.is_local);
+    }
+
+    #[test]
+    fn uuid_get() {
+        assert_eq!(
+            envelope("uuid_get.xml").uuid().unwrap(),
+            "c115eedb-d41a-4f3c-be28-e1088a03462b"
+        );
+    }
+
+    #[test]
+    fn volume_info_of_a_created_volume_with_user_options() {
+        let vols = envelope("volume_info_created.xml").volumes().unwrap();
+        assert_eq!(vols.len(), 1);
+        let v = &vols[0];
+        assert_eq!(v.name, "v1");
+        assert_eq!(v.id, "b2835e11-7f67-440f-943a-1654eca613c9");
+        assert_eq!(v.status, VolumeStatus::Created);
+        assert_eq!(v.replica_count, 3);
+        assert_eq!(v.arbiter_count, 0);
+        assert_eq!(v.bricks.len(), 3);
+        assert_eq!(v.bricks[1].host, "127.77.1.2");
+        assert_eq!(v.bricks[1].path, "/tmp/tb/c/b2/v1");
+        assert_eq!(
+            v.bricks[1].host_uuid,
+            "c4f2e5a1-486f-4615-b57b-bd57990bbf6b"
+        );
+        assert_eq!(v.options.get("user.csi.name").unwrap(), "pvc-1");
+        assert_eq!(v.options.get("user.csi.size").unwrap(), "1073741824");
+    }
+
+    #[test]
+    fn volume_info_status_and_arbiter() {
+        let started = envelope("volume_info_started.xml").volumes().unwrap();
+        assert_eq!(started[0].status, VolumeStatus::Started);
+        let arbiter = envelope("volume_info_arbiter.xml").volumes().unwrap();
+        assert_eq!(arbiter[0].arbiter_count, 1);
+        let flags: Vec<bool> = arbiter[0].bricks.iter().map(|b| b.is_arbiter).collect();
+        assert_eq!(flags, [false, false, true]);
+        let dist = envelope("volume_info_distribute.xml").volumes().unwrap();
+        assert_eq!(dist[0].replica_count, 1);
+        assert_eq!(dist[0].type_name, "Distribute");
+    }
+
+    #[test]
+    fn empty_and_missing_volume_info() {
+        assert!(
+            envelope("volume_info_empty.xml")
+                .volumes()
+                .unwrap()
+                .is_empty()
+        );
+        let missing = envelope("volume_info_missing.xml");
+        assert!(missing.failed());
+        assert_eq!(missing.op_errno, 30806);
+    }
+
+    #[test]
+    fn volume_list() {
+        let names = envelope("volume_list.xml").volume_names().unwrap();
+        assert_eq!(names.len(), 12);
+        assert_eq!(names[0], "hm");
+        assert!(
+            envelope("volume_list_empty.xml")
+                .volume_names()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn successful_writes_have_op_ret_zero() {
+        for name in [
+            "volume_create.xml",
+            "volume_set_multi.xml",
+            "volume_start.xml",
+            "volume_stop.xml",
+            "volume_delete.xml",
+        ] {
+            assert!(!envelope(name).failed(), "{name}");
+        }
+    }
+
+    #[test]
+    fn settable_option_names() {
+        let names = settable_options(&fixture("volume_set_help_xml.xml")).unwrap();
+        assert!(names.contains("performance.cache-size"));
+        assert!(names.contains("auth.allow"));
+        assert!(!names.contains("user.csi.name"));
+        assert!(names.len() > 200);
+    }
+
+    #[test]
+    fn garbage_is_bad_output_not_a_panic() {
+        for text in [
+            "",
+            "Connection failed. Please check",
+            "<cliOutput/>",
+            "<x/>",
+        ] {
+            let err = Envelope::parse("volume info", text).unwrap_err();
+            assert!(matches!(err, GlusterError::BadOutput { .. }), "{text}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! glusterfs-csi: a CSI driver that turns volume requests into replicated
+//! GlusterFS volumes, made through glusterd and mounted with FUSE.
+//!
+//! Layers, each depending only on the ones below:
+//! - [`csi`]: gRPC adapters (validate, guard, call logic, map errors);
+//! - [`controller`] and [`node`]: provisioning and mounting logic;
+//! - [`gluster`], [`mount`], [`bricks`]: the real backends behind traits.
+//!
+//! [`dev`] runs the whole driver against a throwaway local Gluster cluster.
+
+pub mod app;
+pub mod bricks;
+pub mod controller;
+pub mod csi;
+pub mod dev;
+pub mod gluster;
+pub mod in_flight;
+pub mod mount;
+pub mod names;
+pub mod node;
+pub mod ownership;
+pub mod proto;
+pub mod volume_context;

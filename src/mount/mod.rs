@@ -1,0 +1,95 @@
+//! Mounting: the [`Mounter`] the node logic works through, and the system
+//! implementation (mount.glusterfs, bind mounts, mountinfo, statvfs).
+//!
+//! Other strategies fit behind the same trait, e.g. running the FUSE client
+//! in a host systemd scope so mounts outlive the node plugin.
+
+pub mod mountinfo;
+pub mod servers;
+mod system;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+pub use mountinfo::MountEntry;
+pub use system::SystemMounter;
+
+/// What a gluster FUSE mount connects to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlusterSource {
+    /// Servers that can hand out the volume file, in preference order.
+    pub servers: Vec<String>,
+    pub volume: String,
+}
+
+/// What is at a path, as far as mounting cares.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathState {
+    Missing,
+    /// Reachable (a directory or file, mounted or not).
+    Present,
+    /// A FUSE mount whose client is gone: every access fails with ENOTCONN.
+    Disconnected,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsUsage {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub used_bytes: u64,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
+    pub used_inodes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mounting {source_desc} at {target}: {detail}")]
+    MountFailed {
+        source_desc: String,
+        target: PathBuf,
+        detail: String,
+    },
+    #[error("{action} {path}: {error}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("mount.glusterfs did not finish within {0}s")]
+    Timeout(u64),
+}
+
+impl MountError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |error| MountError::Io {
+            action,
+            path,
+            error,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Mounter: Send + Sync {
+    /// FUSE-mounts a gluster volume at `target` (an existing directory).
+    async fn mount_glusterfs(
+        &self,
+        source: &GlusterSource,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), MountError>;
+    /// Bind-mounts `source` at `target`, read-only if asked.
+    async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError>;
+    /// Unmounts the top mount at `target`.
+    async fn unmount(&self, target: &Path) -> Result<(), MountError>;
+    /// Mounts whose mount point is exactly `path`, bottom first.
+    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, MountError>;
+    fn path_state(&self, path: &Path) -> PathState;
+    fn usage(&self, path: &Path) -> Result<FsUsage, MountError>;
+    /// Ready to mount gluster volumes (mount.glusterfs and /dev/fuse).
+    fn check_ready(&self) -> Result<(), String>;
+}

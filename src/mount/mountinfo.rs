@@ -1,0 +1,120 @@
+//! `/proc/self/mountinfo`, the kernel's own record of what is mounted.
+
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    /// `major:minor` of the mounted file system; a bind mount shares it
+    /// with its source.
+    pub device: String,
+    /// Directory of the file system shown at the mount point (`/` unless a
+    /// subdirectory was bind-mounted).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    /// Per-mount options (`ro`/`rw`, ...).
+    pub mount_options: Vec<String>,
+    pub fs_type: String,
+    /// e.g. `server:/volume` for a gluster FUSE mount.
+    pub source: String,
+}
+
+impl MountEntry {
+    pub fn is_read_only(&self) -> bool {
+        self.mount_options.iter().any(|o| o == "ro")
+    }
+
+    pub fn is_glusterfs(&self) -> bool {
+        self.fs_type == "fuse.glusterfs"
+    }
+
+    /// The volume of a gluster FUSE mount (`host:/volume` or `host:volume`).
+    pub fn gluster_volume(&self) -> Option<&str> {
+        if !self.is_glusterfs() {
+            return None;
+        }
+        let (_, volume) = self.source.split_once(':')?;
+        Some(volume.trim_start_matches('/'))
+    }
+}
+
+/// Parses mountinfo text; malformed lines are skipped.
+pub fn parse(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<MountEntry> {
+    // id parent major:minor root mount-point options [optional...] - type source super-options
+    let (before, after) = line.split_once(" - ")?;
+    let fields: Vec<&str> = before.split(' ').collect();
+    let tail: Vec<&str> = after.split(' ').collect();
+    if fields.len() < 6 || tail.len() < 2 {
+        return None;
+    }
+    Some(MountEntry {
+        device: fields[2].to_string(),
+        root: PathBuf::from(unescape(fields[3])),
+        mount_point: PathBuf::from(unescape(fields[4])),
+        mount_options: fields[5].split(',').map(str::to_string).collect(),
+        fs_type: tail[0].to_string(),
+        source: unescape(tail[1]),
+    })
+}
+
+/// The kernel writes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\' && d[0] <= b'3' && d.iter().all(|b| (b'0'..=b'7').contains(b))
+        });
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured on this machine: a gluster FUSE mount, a read-only bind mount
+    // of it, and an ordinary bind mount of a directory with a space.
+    const SAMPLE: &str = "42 27 0:39 / /tmp/tb/m/stage rw,relatime - fuse.glusterfs 127.77.1.1:/v1 rw,user_id=0,group_id=0,default_permissions,allow_other,max_read=131072
+43 27 0:39 / /tmp/tb/m/target ro,relatime - fuse.glusterfs 127.77.1.1:/v1 rw,user_id=0,group_id=0,default_permissions,allow_other,max_read=131072
+50 27 254:0 /srv/a\\040b /mnt/a\\040b rw,relatime shared:1 - ext4 /dev/vda rw
+garbage line";
+
+    #[test]
+    fn parses_fuse_and_bind_mounts() {
+        let entries = parse(SAMPLE);
+        assert_eq!(entries.len(), 3);
+        let stage = &entries[0];
+        assert_eq!(stage.mount_point, PathBuf::from("/tmp/tb/m/stage"));
+        assert_eq!(stage.gluster_volume(), Some("v1"));
+        assert!(!stage.is_read_only());
+        let target = &entries[1];
+        assert_eq!(target.device, stage.device);
+        assert!(target.is_read_only());
+        let plain = &entries[2];
+        assert_eq!(plain.mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(plain.root, PathBuf::from("/srv/a b"));
+        assert_eq!(plain.gluster_volume(), None);
+    }
+
+    #[test]
+    fn unescape_leaves_other_backslashes() {
+        assert_eq!(unescape("a\\040b\\134c"), "a b\\c");
+        assert_eq!(unescape("a\\x"), "a\\x");
+        assert_eq!(unescape("end\\04"), "end\\04");
+    }
+}

@@ -1,0 +1,255 @@
+//! Node logic: one gluster FUSE mount per volume per node at the staging
+//! path, bind mounts from there into pods. Idempotency is read from the
+//! kernel's mount table, never remembered.
+
+pub mod options;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tonic::Code;
+
+use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
+use crate::names::VolumeName;
+use crate::volume_context::VolumeContext;
+pub use options::MountOptions;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: String,
+    /// Where FUSE client logs go (one file per mount); gluster's default
+    /// (/var/log/glusterfs) when unset.
+    pub mount_log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotStaged(String),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("{0}")]
+    NotReady(String),
+}
+
+impl NodeError {
+    pub fn code(&self) -> Code {
+        match self {
+            NodeError::NotFound(_) => Code::NotFound,
+            NodeError::AlreadyExists(_) => Code::AlreadyExists,
+            NodeError::NotStaged(_) => Code::FailedPrecondition,
+            NodeError::Mount(MountError::Timeout(_)) => Code::DeadlineExceeded,
+            NodeError::Mount(_) => Code::Internal,
+            NodeError::NotReady(_) => Code::FailedPrecondition,
+        }
+    }
+}
+
+pub struct StageRequest {
+    pub staging_path: PathBuf,
+    pub context: VolumeContext,
+    pub options: MountOptions,
+}
+
+pub struct PublishRequest {
+    pub staging_path: PathBuf,
+    pub target_path: PathBuf,
+    pub read_only: bool,
+}
+
+/// Usage, or why there is none.
+pub enum VolumeHealth {
+    Healthy(FsUsage),
+    Abnormal(String),
+}
+
+pub struct NodeVolumes {
+    mounter: Arc<dyn Mounter>,
+    config: NodeConfig,
+}
+
+impl NodeVolumes {
+    pub fn new(mounter: Arc<dyn Mounter>, config: NodeConfig) -> Self {
+        NodeVolumes { mounter, config }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    pub fn probe(&self) -> Result<(), NodeError> {
+        self.mounter.check_ready().map_err(NodeError::NotReady)
+    }
+
+    /// Mounts the volume at the staging path, unless it already is.
+    pub async fn stage(&self, request: &StageRequest) -> Result<(), NodeError> {
+        let staging = &request.staging_path;
+        let volume = &request.context.volume;
+        if let Some(top) = self.top_mount(staging)? {
+            if self.mounter.path_state(staging) == PathState::Disconnected {
+                tracing::warn!(%volume, path = %staging.display(), "staging mount is dead (ENOTCONN); remounting");
+                self.unmount_all(staging).await?;
+            } else if top.gluster_volume() == Some(volume.as_str())
+                && top.is_read_only() == request.options.read_only()
+            {
+                return Ok(());
+            } else {
+                return Err(NodeError::AlreadyExists(format!(
+                    "{} is already mounted from {} ({}, {})",
+                    staging.display(),
+                    top.source,
+                    top.fs_type,
+                    if top.is_read_only() { "ro" } else { "rw" }
+                )));
+            }
+        }
+        ensure_dir(staging)?;
+        let mut options = request.options.as_slice().to_vec();
+        if let Some(dir) = &self.config.mount_log_dir {
+            options.push(format!(
+                "log-file={}",
+                self.mount_log_file(dir, volume, staging).display()
+            ));
+        }
+        let source = GlusterSource {
+            servers: request.context.servers(),
+            volume: volume.clone(),
+        };
+        self.mounter
+            .mount_glusterfs(&source, staging, &options)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unstage(&self, staging: &Path) -> Result<(), NodeError> {
+        self.unmount_all(staging).await
+    }
+
+    /// Bind-mounts the staged volume at the target path.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<(), NodeError> {
+        let staging = &request.staging_path;
+        let target = &request.target_path;
+        let staged = self
+            .top_mount(staging)?
+            .filter(MountEntry::is_glusterfs)
+            .ok_or_else(|| {
+                NodeError::NotStaged(format!(
+                    "volume is not staged at {} (NodeStageVolume first)",
+                    staging.display()
+                ))
+            })?;
+        if let Some(top) = self.top_mount(target)? {
+            if self.mounter.path_state(target) == PathState::Disconnected {
+                self.unmount_all(target).await?;
+            } else if top.device == staged.device && top.root == staged.root {
+                if top.is_read_only() == request.read_only {
+                    return Ok(());
+                }
+                return Err(NodeError::AlreadyExists(format!(
+                    "{} is already published {}",
+                    target.display(),
+                    if top.is_read_only() {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                )));
+            } else {
+                return Err(NodeError::AlreadyExists(format!(
+                    "{} is already mounted from {} ({})",
+                    target.display(),
+                    top.source,
+                    top.fs_type
+                )));
+            }
+        }
+        ensure_dir(target)?;
+        self.mounter
+            .bind(staging, target, request.read_only)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unpublish(&self, target: &Path) -> Result<(), NodeError> {
+        self.unmount_all(target).await?;
+        // The SP removes what it created; never anything with content.
+        match std::fs::remove_dir(target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                tracing::warn!(path = %target.display(), "target directory not empty after unmount; left in place");
+                Ok(())
+            }
+            Err(e) => Err(MountError::io("removing", target)(e).into()),
+        }
+    }
+
+    /// Usage of the volume mounted at `path`, or why it is unwell.
+    pub fn stats(&self, volume_id: &str, path: &Path) -> Result<VolumeHealth, NodeError> {
+        let not_found = || {
+            NodeError::NotFound(format!(
+                "volume {volume_id} is not mounted at {}",
+                path.display()
+            ))
+        };
+        let state = self.mounter.path_state(path);
+        if state == PathState::Missing {
+            return Err(not_found());
+        }
+        let top = self
+            .top_mount(path)?
+            .filter(MountEntry::is_glusterfs)
+            .ok_or_else(not_found)?;
+        // Our own ids name the gluster volume; a static PV's id may not.
+        if VolumeName::parse(volume_id)
+            .is_some_and(|name| top.gluster_volume() != Some(name.as_str()))
+        {
+            return Err(not_found());
+        }
+        if state == PathState::Disconnected {
+            return Ok(VolumeHealth::Abnormal(format!(
+                "the gluster FUSE client serving {} is gone (transport endpoint is not \
+                 connected); unstage and stage the volume again",
+                path.display()
+            )));
+        }
+        match self.mounter.usage(path) {
+            Ok(usage) => Ok(VolumeHealth::Healthy(usage)),
+            Err(e) => Ok(VolumeHealth::Abnormal(e.to_string())),
+        }
+    }
+
+    fn top_mount(&self, path: &Path) -> Result<Option<MountEntry>, NodeError> {
+        Ok(self.mounter.mounts_at(path)?.pop())
+    }
+
+    /// Unmounts everything stacked at `path`; nothing mounted is fine.
+    async fn unmount_all(&self, path: &Path) -> Result<(), NodeError> {
+        for _ in 0..16 {
+            if self.mounter.mounts_at(path)?.is_empty() {
+                return Ok(());
+            }
+            self.mounter.unmount(path).await?;
+        }
+        Err(MountError::io("unmounting", path)(std::io::Error::other(
+            "still mounted after 16 unmounts",
+        ))
+        .into())
+    }
+
+    fn mount_log_file(&self, dir: &Path, volume: &str, staging: &Path) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(staging.as_os_str().as_encoded_bytes());
+        let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        dir.join(format!("{volume}-{tag}.log"))
+    }
+}
+
+fn ensure_dir(path: &Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(path).map_err(|e| MountError::io("creating", path)(e).into())
+}
