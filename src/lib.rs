@@ -13,6 +13,8 @@ pub mod bricks;
 pub mod controller;
 pub mod csi;
 pub mod dev;
+#[cfg(test)]
+pub mod fakes;
 pub mod gluster;
 pub mod in_flight;
 pub mod mount;

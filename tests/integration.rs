@@ -835,6 +835,38 @@ async fn node_publish_rules_and_dead_mount_healing() {
         .volume
         .unwrap();
     let staging = driver.staging_path(&name);
+
+    // Mount failures say why: gluster's client log for a volume glusterd
+    // does not have, UNAVAILABLE when no server answers at all.
+    let mut missing = volume.clone();
+    missing
+        .volume_context
+        .insert("volume".into(), "no-such-volume".into());
+    let err = node
+        .node_stage_volume(stage_request(&missing, &staging))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(err.message().contains("client log:"), "{}", err.message());
+    let mut nowhere = volume.clone();
+    nowhere
+        .volume_context
+        .insert("server".into(), "127.255.0.1".into());
+    nowhere
+        .volume_context
+        .insert("backupServers".into(), "127.255.0.2".into());
+    let err = node
+        .node_stage_volume(stage_request(&nowhere, &staging))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("127.255.0.1, 127.255.0.2"),
+        "{}",
+        err.message()
+    );
+    assert!(mounts_at(&staging).is_empty());
+
     node.node_stage_volume(stage_request(&volume, &staging))
         .await
         .unwrap();

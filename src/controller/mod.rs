@@ -5,6 +5,8 @@ pub mod bricks;
 pub mod error;
 pub mod params;
 pub mod placement;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

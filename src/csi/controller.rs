@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::validate::{self, invalid};
-use super::{begin, observe, status};
+use super::{begin, observe, status, unimplemented};
 use crate::controller::{CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams};
 use crate::in_flight::InFlight;
 use crate::names::{VolumeName, validate_csi_name};
@@ -186,82 +186,81 @@ impl Controller for ControllerService {
         &self,
         _: Request<ControllerGetCapabilitiesRequest>,
     ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(ControllerGetCapabilitiesResponse {
-            capabilities: CAPABILITIES
-                .iter()
-                .map(|t| ControllerServiceCapability {
-                    r#type: Some(controller_service_capability::Type::Rpc(Rpc {
-                        r#type: *t as i32,
-                    })),
-                })
-                .collect(),
-        }))
+        observe("ControllerGetCapabilities", "", async {
+            Ok(Response::new(ControllerGetCapabilitiesResponse {
+                capabilities: CAPABILITIES
+                    .iter()
+                    .map(|t| ControllerServiceCapability {
+                        r#type: Some(controller_service_capability::Type::Rpc(Rpc {
+                            r#type: *t as i32,
+                        })),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 
     async fn controller_publish_volume(
         &self,
         _: Request<ControllerPublishVolumeRequest>,
     ) -> Result<Response<ControllerPublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerPublishVolume"))
+        unimplemented("ControllerPublishVolume").await
     }
 
     async fn controller_unpublish_volume(
         &self,
         _: Request<ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<ControllerUnpublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerUnpublishVolume"))
+        unimplemented("ControllerUnpublishVolume").await
     }
 
     async fn get_capacity(
         &self,
         _: Request<GetCapacityRequest>,
     ) -> Result<Response<GetCapacityResponse>, Status> {
-        Err(unimplemented("GetCapacity"))
+        unimplemented("GetCapacity").await
     }
 
     async fn create_snapshot(
         &self,
         _: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        unimplemented("CreateSnapshot").await
     }
 
     async fn delete_snapshot(
         &self,
         _: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        unimplemented("DeleteSnapshot").await
     }
 
     async fn list_snapshots(
         &self,
         _: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        unimplemented("ListSnapshots").await
     }
 
     async fn controller_expand_volume(
         &self,
         _: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        Err(unimplemented("ControllerExpandVolume"))
+        unimplemented("ControllerExpandVolume").await
     }
 
     async fn controller_get_volume(
         &self,
         _: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
-        Err(unimplemented("ControllerGetVolume"))
+        unimplemented("ControllerGetVolume").await
     }
 
     async fn controller_modify_volume(
         &self,
         _: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(unimplemented("ControllerModifyVolume"))
+        unimplemented("ControllerModifyVolume").await
     }
-}
-
-fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not supported by this driver"))
 }

@@ -8,7 +8,7 @@ use super::{observe, status};
 use crate::controller::Provisioner;
 use crate::node::NodeVolumes;
 use crate::proto::csi::identity_server::Identity;
-use crate::proto::csi::plugin_capability::{Service, service};
+use crate::proto::csi::plugin_capability::{Service, Type, service};
 use crate::proto::csi::{
     GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
     GetPluginInfoResponse, PluginCapability, ProbeRequest, ProbeResponse,
@@ -40,31 +40,31 @@ impl Identity for IdentityService {
         &self,
         _: Request<GetPluginInfoRequest>,
     ) -> Result<Response<GetPluginInfoResponse>, Status> {
-        Ok(Response::new(GetPluginInfoResponse {
-            name: self.driver_name.clone(),
-            vendor_version: env!("CARGO_PKG_VERSION").to_string(),
-            manifest: Default::default(),
-        }))
+        observe("GetPluginInfo", "", async {
+            Ok(Response::new(GetPluginInfoResponse {
+                name: self.driver_name.clone(),
+                vendor_version: env!("CARGO_PKG_VERSION").to_string(),
+                manifest: Default::default(),
+            }))
+        })
+        .await
     }
 
     async fn get_plugin_capabilities(
         &self,
         _: Request<GetPluginCapabilitiesRequest>,
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
-        let capabilities = self
-            .provisioner
-            .iter()
-            .map(|_| PluginCapability {
-                r#type: Some(crate::proto::csi::plugin_capability::Type::Service(
-                    Service {
-                        r#type: service::Type::ControllerService as i32,
-                    },
-                )),
-            })
-            .collect();
-        Ok(Response::new(GetPluginCapabilitiesResponse {
-            capabilities,
-        }))
+        observe("GetPluginCapabilities", "", async {
+            let controller = PluginCapability {
+                r#type: Some(Type::Service(Service {
+                    r#type: service::Type::ControllerService as i32,
+                })),
+            };
+            Ok(Response::new(GetPluginCapabilitiesResponse {
+                capabilities: self.provisioner.iter().map(|_| controller).collect(),
+            }))
+        })
+        .await
     }
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

@@ -44,6 +44,17 @@ pub fn status(error: impl HasCode) -> Status {
     Status::new(error.code(), error.to_string())
 }
 
+/// Asked every few seconds by the sidecars and the liveness probe: their
+/// successes are logged at debug level, everything else at info.
+const ROUTINE: [&str; 6] = [
+    "Probe",
+    "GetPluginInfo",
+    "GetPluginCapabilities",
+    "ControllerGetCapabilities",
+    "NodeGetCapabilities",
+    "NodeGetInfo",
+];
+
 /// Runs one RPC and logs method, volume, duration and outcome. Requests and
 /// their secrets are never logged.
 pub async fn observe<T>(
@@ -56,6 +67,9 @@ pub async fn observe<T>(
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     let volume: String = volume.chars().take(128).collect();
     match &result {
+        Ok(_) if ROUTINE.contains(&method) => {
+            tracing::debug!(method, volume = ?volume, duration_ms, code = "OK", "rpc")
+        }
         Ok(_) => tracing::info!(method, volume = ?volume, duration_ms, code = "OK", "rpc"),
         Err(status) => tracing::warn!(
             method,
@@ -67,6 +81,16 @@ pub async fn observe<T>(
         ),
     }
     result
+}
+
+/// For RPCs the driver does not offer (and does not advertise).
+pub async fn unimplemented<T>(method: &'static str) -> Result<T, Status> {
+    observe(method, "", async {
+        Err(Status::unimplemented(format!(
+            "{method} is not supported by this driver"
+        )))
+    })
+    .await
 }
 
 /// Takes the in-flight guard for `key`, or answers ABORTED.

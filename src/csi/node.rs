@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::validate::{self, invalid};
-use super::{begin, observe, status};
+use super::{begin, observe, status, unimplemented};
 use crate::in_flight::InFlight;
 use crate::node::{MountOptions, NodeVolumes, PublishRequest, StageRequest, VolumeHealth};
 use crate::proto::csi::node_server::Node;
@@ -183,35 +183,39 @@ impl Node for NodeService {
         &self,
         _: Request<NodeExpandVolumeRequest>,
     ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented(
-            "NodeExpandVolume is not supported by this driver",
-        ))
+        unimplemented("NodeExpandVolume").await
     }
 
     async fn node_get_capabilities(
         &self,
         _: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: CAPABILITIES
-                .iter()
-                .map(|t| NodeServiceCapability {
-                    r#type: Some(node_service_capability::Type::Rpc(Rpc {
-                        r#type: *t as i32,
-                    })),
-                })
-                .collect(),
-        }))
+        observe("NodeGetCapabilities", "", async {
+            Ok(Response::new(NodeGetCapabilitiesResponse {
+                capabilities: CAPABILITIES
+                    .iter()
+                    .map(|t| NodeServiceCapability {
+                        r#type: Some(node_service_capability::Type::Rpc(Rpc {
+                            r#type: *t as i32,
+                        })),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 
     async fn node_get_info(
         &self,
         _: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
-        Ok(Response::new(NodeGetInfoResponse {
-            node_id: self.volumes.node_id().to_string(),
-            max_volumes_per_node: 0,
-            accessible_topology: None,
-        }))
+        observe("NodeGetInfo", "", async {
+            Ok(Response::new(NodeGetInfoResponse {
+                node_id: self.volumes.node_id().to_string(),
+                max_volumes_per_node: 0,
+                accessible_topology: None,
+            }))
+        })
+        .await
     }
 }

@@ -19,7 +19,11 @@ pub use cluster::{ClusterDescription, DevCluster};
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
     /// Directory for the cluster's state, bricks, logs and the CSI socket.
-    #[arg(long, env = "GLUSTERFS_CSI_DEV_STATE_DIR", default_value = "/tmp/glusterfs-csi-dev")]
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_DEV_STATE_DIR",
+        default_value = "/tmp/glusterfs-csi-dev"
+    )]
     pub state_dir: PathBuf,
     /// Number of Gluster servers.
     #[arg(long, env = "GLUSTERFS_CSI_DEV_NODES", default_value_t = 3,

@@ -60,6 +60,8 @@ pub enum MountError {
     },
     #[error("mount.glusterfs did not finish within {0}s")]
     Timeout(u64),
+    #[error("no glusterd answers for volume {volume}: tried {servers} on port 24007")]
+    NoServer { volume: String, servers: String },
 }
 
 impl MountError {

@@ -47,14 +47,22 @@ impl Mounter for SystemMounter {
         target: &Path,
         options: &[String],
     ) -> Result<(), MountError> {
-        let servers = answering_first(&source.servers, self.probe_patience).await;
-        let (primary, backups) = servers
-            .split_first()
-            .ok_or_else(|| MountError::MountFailed {
-                source_desc: source.volume.clone(),
-                target: target.to_path_buf(),
-                detail: "no server to mount from".into(),
-            })?;
+        let order = answering_first(&source.servers, self.probe_patience).await;
+        if !order.any_answered {
+            return Err(MountError::NoServer {
+                volume: source.volume.clone(),
+                servers: order.servers.join(", "),
+            });
+        }
+        let (primary, backups) =
+            order
+                .servers
+                .split_first()
+                .ok_or_else(|| MountError::MountFailed {
+                    source_desc: source.volume.clone(),
+                    target: target.to_path_buf(),
+                    detail: "no server to mount from".into(),
+                })?;
         let mut all_options: Vec<String> = Vec::new();
         if !backups.is_empty() {
             all_options.push(format!("backup-volfile-servers={}", backups.join(":")));

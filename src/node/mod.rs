@@ -3,6 +3,8 @@
 //! kernel's mount table, never remembered.
 
 pub mod options;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +45,7 @@ impl NodeError {
             NodeError::AlreadyExists(_) => Code::AlreadyExists,
             NodeError::NotStaged(_) => Code::FailedPrecondition,
             NodeError::Mount(MountError::Timeout(_)) => Code::DeadlineExceeded,
+            NodeError::Mount(MountError::NoServer { .. }) => Code::Unavailable,
             NodeError::Mount(_) => Code::Internal,
             NodeError::NotReady(_) => Code::FailedPrecondition,
         }
@@ -62,6 +65,7 @@ pub struct PublishRequest {
 }
 
 /// Usage, or why there is none.
+#[derive(Debug)]
 pub enum VolumeHealth {
     Healthy(FsUsage),
     Abnormal(String),
@@ -109,20 +113,35 @@ impl NodeVolumes {
         }
         ensure_dir(staging)?;
         let mut options = request.options.as_slice().to_vec();
-        if let Some(dir) = &self.config.mount_log_dir {
-            options.push(format!(
-                "log-file={}",
-                self.mount_log_file(dir, volume, staging).display()
-            ));
-        }
+        let log_file = match &self.config.mount_log_dir {
+            Some(dir) => {
+                let file = self.mount_log_file(dir, volume, staging);
+                options.push(format!("log-file={}", file.display()));
+                file
+            }
+            None => default_client_log(staging),
+        };
         let source = GlusterSource {
             servers: request.context.servers(),
             volume: volume.clone(),
         };
-        self.mounter
+        match self
+            .mounter
             .mount_glusterfs(&source, staging, &options)
-            .await?;
-        Ok(())
+            .await
+        {
+            Err(MountError::MountFailed {
+                source_desc,
+                target,
+                detail,
+            }) => Err(MountError::MountFailed {
+                source_desc,
+                target,
+                detail: with_client_errors(detail, &log_file),
+            }
+            .into()),
+            other => Ok(other?),
+        }
     }
 
     pub async fn unstage(&self, staging: &Path) -> Result<(), NodeError> {
@@ -248,6 +267,35 @@ impl NodeVolumes {
         let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
         dir.join(format!("{volume}-{tag}.log"))
     }
+}
+
+/// mount.glusterfs only says "Mount failed"; the reason is in the FUSE
+/// client's log. Adds its last error lines.
+fn with_client_errors(detail: String, log_file: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log_file) else {
+        return detail;
+    };
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("] E ["))
+        .map(|l| l.split_once("] E [").map_or(l, |(_, rest)| rest))
+        .collect();
+    let last: Vec<&str> = errors.iter().rev().take(3).rev().copied().collect();
+    if last.is_empty() {
+        detail
+    } else {
+        format!("{detail}; client log: {}", last.join(" | "))
+    }
+}
+
+/// Where mount.glusterfs logs when not told: /var/log/glusterfs/ and the
+/// mount point with its slashes turned into dashes.
+fn default_client_log(mount_point: &Path) -> PathBuf {
+    let name = mount_point.to_string_lossy();
+    Path::new("/var/log/glusterfs").join(format!(
+        "{}.log",
+        name.trim_start_matches('/').replace('/', "-")
+    ))
 }
 
 fn ensure_dir(path: &Path) -> Result<(), NodeError> {

@@ -132,6 +132,11 @@ impl DevDriver {
         }
     }
 
+    /// Process id of the driver (the dev process).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn identity(&self) -> IdentityClient<Channel> {
         IdentityClient::new(self.channel.clone())
     }

@@ -1,0 +1,347 @@
+//! Driver benchmark on dev clusters: prints figures, asserts nothing.
+//!
+//!     cargo bench --bench driver
+//!
+//! Needs what the integration tests need (root, glusterfs-server, FUSE).
+//! Compares the driver with the raw gluster CLI and `mount -t glusterfs` on
+//! the same cluster, and reads the driver's resident memory.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use glusterfs_csi::proto::csi::*;
+
+const SAMPLES: usize = 15;
+const PARALLEL: usize = 50;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list`: nothing to list
+    }
+    let mut report = Report::default();
+    latency(&mut report).await;
+    parallel_driver(&mut report).await;
+    parallel_raw(&mut report).await;
+    report.print();
+}
+
+#[derive(Default)]
+struct Report {
+    lines: Vec<(String, String, String)>,
+}
+
+impl Report {
+    fn add(&mut self, what: &str, value: String, target: &str) {
+        println!("  {what}: {value}");
+        self.lines
+            .push((what.to_string(), value, target.to_string()));
+    }
+
+    fn print(&self) {
+        println!("\n| measurement | result | target |\n| --- | --- | --- |");
+        for (what, value, target) in &self.lines {
+            println!("| {what} | {value} | {target} |");
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS of the gluster CLI sessions the driver keeps (its child processes).
+fn session_rss_kib(driver_pid: u32) -> (usize, u64) {
+    let mut count = 0;
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some((comm_part, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == driver_pid && comm_part.ends_with("(gluster") {
+            count += 1;
+            total += rss_kib(pid);
+        }
+    }
+    (count, total)
+}
+
+fn raw_gluster(socket: &Path, words: &[&str]) {
+    let output = Command::new("gluster")
+        .arg("--mode=script")
+        .arg("--xml")
+        .arg(format!("--glusterd-sock={}", socket.display()))
+        .args(words)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("<opRet>0</opRet>"),
+        "gluster {words:?}: {stdout}"
+    );
+}
+
+/// `gluster volume create <name> replica 3 ... force` then `volume start`.
+fn raw_create_and_start(driver: &DevDriver, name: &str) -> Duration {
+    let socket = &driver.cluster.servers[0].glusterd_socket;
+    let bricks: Vec<String> = driver
+        .cluster
+        .addresses()
+        .iter()
+        .map(|s| format!("{s}:{}", driver.brick_dir(s, name).display()))
+        .collect();
+    let mut create = vec!["volume", "create", name, "replica", "3"];
+    create.extend(bricks.iter().map(String::as_str));
+    create.push("force");
+    let started = Instant::now();
+    raw_gluster(socket, &create);
+    raw_gluster(socket, &["volume", "start", name]);
+    started.elapsed()
+}
+
+async fn create(driver: &DevDriver, name: &str) -> (Volume, Duration) {
+    let started = Instant::now();
+    let volume = driver
+        .controller()
+        .create_volume(create_request(name, &[]))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    (volume, started.elapsed())
+}
+
+fn raw_mount(volume: &Volume, target: &Path) -> Duration {
+    let ctx = &volume.volume_context;
+    let backups = ctx["backupServers"].replace(',', ":");
+    let started = Instant::now();
+    let status = Command::new("mount")
+        .args(["-t", "glusterfs", "-o"])
+        .arg(format!("backup-volfile-servers={backups}"))
+        .arg(format!("{}:/{}", ctx["server"], ctx["volume"]))
+        .arg(target)
+        .status()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success());
+    assert!(
+        Command::new("umount")
+            .arg(target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    took
+}
+
+async fn stage_cycle(driver: &DevDriver, volume: &Volume, staging: &Path) -> Duration {
+    let mut node = driver.node();
+    let started = Instant::now();
+    node.node_stage_volume(stage_request(volume, staging))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    node.node_unstage_volume(NodeUnstageVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into_owned(),
+    })
+    .await
+    .unwrap();
+    took
+}
+
+/// Sequential latencies on one cluster.
+async fn latency(report: &mut Report) {
+    println!("latency (one dev cluster, {SAMPLES} samples each, medians)");
+    let mut driver = DevDriver::start().await;
+    let pid = driver_pid(&driver);
+    report.add(
+        "driver RSS idle",
+        format!("{:.1} MiB", rss_kib(pid) as f64 / 1024.0),
+        "<= 20 MiB",
+    );
+    // One started volume first: the first start on a cluster also starts
+    // the self-heal daemons (~2 s) and would skew whichever side goes first.
+    create(&driver, "pvc-warm-up").await;
+
+    let mut raw = Vec::new();
+    let mut ours = Vec::new();
+    for i in 0..SAMPLES {
+        raw.push(raw_create_and_start(&driver, &format!("raw-{i}")));
+        ours.push(create(&driver, &format!("pvc-bench-{i}")).await.1);
+    }
+    let (raw, ours) = (median(raw), median(ours));
+    report.add(
+        "CreateVolume median vs raw `volume create` + `volume start`",
+        format!(
+            "{:.0} ms vs {:.0} ms ({:+.1}%)",
+            ms(ours),
+            ms(raw),
+            (ms(ours) / ms(raw) - 1.0) * 100.0
+        ),
+        "overhead <= 5%",
+    );
+
+    let (volume, _) = create(&driver, "pvc-mounts").await;
+    let staging = driver.staging_path("pvc-mounts");
+    let raw_dir = driver.kubelet.path().join("raw-mount");
+    std::fs::create_dir_all(&raw_dir).unwrap();
+    let mut raw_mounts = Vec::new();
+    let mut stages = Vec::new();
+    for _ in 0..SAMPLES {
+        raw_mounts.push(raw_mount(&volume, &raw_dir));
+        stages.push(stage_cycle(&driver, &volume, &staging).await);
+    }
+    let all_up = median(stages);
+    report.add(
+        "NodeStageVolume median vs raw `mount -t glusterfs`",
+        format!("{:.1} ms vs {:.1} ms", ms(all_up), ms(median(raw_mounts))),
+        "(no target)",
+    );
+
+    let mut node = driver.node();
+    node.node_stage_volume(stage_request(&volume, &staging))
+        .await
+        .unwrap();
+    let mut publishes = Vec::new();
+    for i in 0..SAMPLES * 2 {
+        let target = driver.target_path(&format!("pod-{i}"), "pvc-mounts");
+        let started = Instant::now();
+        node.node_publish_volume(publish_request(&volume, &staging, &target, false))
+            .await
+            .unwrap();
+        publishes.push(started.elapsed());
+        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            target_path: target.to_string_lossy().into_owned(),
+        })
+        .await
+        .unwrap();
+    }
+    report.add(
+        "NodePublishVolume median",
+        format!("{:.2} ms", ms(median(publishes))),
+        "<= 5 ms",
+    );
+    node.node_unstage_volume(NodeUnstageVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into_owned(),
+    })
+    .await
+    .unwrap();
+
+    let primary = volume.volume_context["server"].clone();
+    driver.stop_glusterd(&primary);
+    let mut down = Vec::new();
+    let mut raw_down = Vec::new();
+    for _ in 0..5 {
+        down.push(stage_cycle(&driver, &volume, &staging).await);
+        raw_down.push(raw_mount(&volume, &raw_dir));
+    }
+    let down = median(down);
+    report.add(
+        "NodeStageVolume with the primary's glusterd down vs all up",
+        format!(
+            "{:.1} ms vs {:.1} ms ({:.2}x; raw mount with that primary: {:.0} ms)",
+            ms(down),
+            ms(all_up),
+            ms(down) / ms(all_up),
+            ms(median(raw_down))
+        ),
+        "<= 1.5x",
+    );
+    driver.start_glusterd(&primary);
+}
+
+fn driver_pid(driver: &DevDriver) -> u32 {
+    driver.pid()
+}
+
+/// 50 CreateVolume at once on a fresh cluster; memory after.
+async fn parallel_driver(report: &mut Report) {
+    println!("{PARALLEL} parallel CreateVolume (fresh dev cluster)");
+    let driver = DevDriver::start().await;
+    create(&driver, "pvc-warm-up").await;
+    let started = Instant::now();
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..PARALLEL {
+        let mut controller = driver.controller();
+        let request = create_request(&format!("pvc-par-{i}"), &[]);
+        creates.spawn(async move { controller.create_volume(request).await.map(drop) });
+    }
+    while let Some(result) = creates.join_next().await {
+        result.unwrap().unwrap();
+    }
+    let wall = started.elapsed();
+    PARALLEL_WALL.set(wall).unwrap();
+    report.add(
+        &format!("{PARALLEL} parallel CreateVolume, wall time"),
+        format!("{:.2} s", wall.as_secs_f64()),
+        "(see ratio)",
+    );
+    let pid = driver_pid(&driver);
+    let (sessions, session_kib) = session_rss_kib(pid);
+    report.add(
+        &format!("driver RSS after {} volumes", PARALLEL + 1),
+        format!(
+            "{:.1} MiB (plus {sessions} gluster CLI session processes: {:.1} MiB)",
+            rss_kib(pid) as f64 / 1024.0,
+            session_kib as f64 / 1024.0
+        ),
+        "<= 20 MiB",
+    );
+}
+
+static PARALLEL_WALL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// The same 50 volumes made with the raw CLI, one after another.
+async fn parallel_raw(report: &mut Report) {
+    println!("{PARALLEL} raw create+start, one after another (fresh dev cluster)");
+    let driver = DevDriver::start().await;
+    create(&driver, "pvc-warm-up").await;
+    let started = Instant::now();
+    for i in 0..PARALLEL {
+        raw_create_and_start(&driver, &format!("raw-seq-{i}"));
+    }
+    let sequential = started.elapsed();
+    let parallel = *PARALLEL_WALL.get().unwrap();
+    report.add(
+        &format!("{PARALLEL} parallel CreateVolume vs {PARALLEL} sequential raw create+start"),
+        format!(
+            "{:.2} s vs {:.2} s ({:.2}x)",
+            parallel.as_secs_f64(),
+            sequential.as_secs_f64(),
+            parallel.as_secs_f64() / sequential.as_secs_f64()
+        ),
+        "<= 0.7x",
+    );
+}

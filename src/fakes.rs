@@ -1,0 +1,483 @@
+//! In-memory stand-ins for glusterd, the brick agents and the mount table,
+//! for logic tests. They keep a log of every call so tests can check what a
+//! request did (and did not do), and can be told to fail in the ways the
+//! real systems do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tonic::Code;
+
+use crate::controller::{BrickError, BrickRemover, Provisioner, ProvisionerConfig};
+use crate::gluster::{Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeStatus};
+use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
+use crate::names::VolumeName;
+
+#[derive(Default)]
+pub struct FakeGlusterd {
+    state: Mutex<GlusterState>,
+}
+
+#[derive(Default)]
+struct GlusterState {
+    peers: Vec<Peer>,
+    volumes: BTreeMap<String, VolumeInfo>,
+    /// Every write, as the CLI would spell it.
+    writes: Vec<String>,
+    /// Starts to fail with "Commit failed" before one succeeds.
+    failing_starts: u32,
+    /// Fails `volume create` as glusterd does when a peer is down.
+    refuse_create: Option<GlusterError>,
+}
+
+impl FakeGlusterd {
+    /// A pool of three connected servers `a`, `b`, `c` (`a` is local).
+    pub fn three_servers() -> Arc<FakeGlusterd> {
+        let fake = FakeGlusterd::default();
+        fake.state.lock().unwrap().peers = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, host)| Peer {
+                uuid: format!("uuid-{host}"),
+                hostname: host.to_string(),
+                connected: true,
+                is_local: i == 0,
+            })
+            .collect();
+        Arc::new(fake)
+    }
+
+    pub fn disconnect(&self, host: &str) {
+        for peer in self.state.lock().unwrap().peers.iter_mut() {
+            if peer.hostname == host {
+                peer.connected = false;
+            }
+        }
+    }
+
+    pub fn fail_next_starts(&self, count: u32) {
+        self.state.lock().unwrap().failing_starts = count;
+    }
+
+    pub fn refuse_next_create(&self, error: GlusterError) {
+        self.state.lock().unwrap().refuse_create = Some(error);
+    }
+
+    pub fn writes(&self) -> Vec<String> {
+        self.state.lock().unwrap().writes.clone()
+    }
+
+    pub fn clear_writes(&self) {
+        self.state.lock().unwrap().writes.clear();
+    }
+
+    pub fn get(&self, name: &str) -> Option<VolumeInfo> {
+        self.state.lock().unwrap().volumes.get(name).cloned()
+    }
+
+    /// Puts a volume in place as if made outside the driver.
+    pub fn insert(&self, volume: VolumeInfo) {
+        self.state
+            .lock()
+            .unwrap()
+            .volumes
+            .insert(volume.name.clone(), volume);
+    }
+
+    fn write(&self, line: String) {
+        self.state.lock().unwrap().writes.push(line);
+    }
+}
+
+/// A replica 3 volume as `volume info` would show it.
+pub fn volume_info(name: &str, status: VolumeStatus, options: &[(&str, &str)]) -> VolumeInfo {
+    VolumeInfo {
+        name: name.to_string(),
+        id: format!("id-{name}"),
+        status,
+        replica_count: 3,
+        arbiter_count: 0,
+        type_name: "Replicate".into(),
+        bricks: ["a", "b", "c"]
+            .iter()
+            .map(|h| Brick {
+                host: h.to_string(),
+                path: format!("/bricks/{name}"),
+                host_uuid: format!("uuid-{h}"),
+                is_arbiter: false,
+            })
+            .collect(),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl Glusterd for FakeGlusterd {
+    async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
+        Ok(self.state.lock().unwrap().peers.clone())
+    }
+
+    async fn local_uuid(&self) -> Result<String, GlusterError> {
+        Ok("uuid-a".into())
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, GlusterError> {
+        Ok(self.get(name))
+    }
+
+    async fn volumes(&self) -> Result<Vec<VolumeInfo>, GlusterError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .volumes
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn create_volume(&self, volume: &NewVolume) -> Result<(), GlusterError> {
+        self.write(format!("volume create {}", volume.name));
+        let mut state = self.state.lock().unwrap();
+        if let Some(error) = state.refuse_create.take() {
+            return Err(error);
+        }
+        if state.volumes.contains_key(&volume.name) {
+            return Err(GlusterError::VolumeExists(volume.name.clone()));
+        }
+        let bricks = volume
+            .bricks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Brick {
+                host: b.host.clone(),
+                path: b.path.clone(),
+                host_uuid: format!("uuid-{}", b.host),
+                is_arbiter: volume.arbiter && i == volume.bricks.len() - 1,
+            })
+            .collect();
+        let info = VolumeInfo {
+            name: volume.name.clone(),
+            id: format!("id-{}", volume.name),
+            status: VolumeStatus::Created,
+            replica_count: volume.replica,
+            arbiter_count: u32::from(volume.arbiter),
+            type_name: "Replicate".into(),
+            bricks,
+            options: BTreeMap::from([("nfs.disable".to_string(), "on".to_string())]),
+        };
+        state.volumes.insert(volume.name.clone(), info);
+        Ok(())
+    }
+
+    async fn set_options(
+        &self,
+        volume: &str,
+        options: &[(String, String)],
+    ) -> Result<(), GlusterError> {
+        let words: Vec<String> = options.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        self.write(format!("volume set {volume} {}", words.join(" ")));
+        let mut state = self.state.lock().unwrap();
+        let info = state
+            .volumes
+            .get_mut(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        // glusterd validates values; sizes must be numbers.
+        if let Some((key, value)) = options.iter().find(|(k, v)| {
+            k.ends_with("cache-size") && !v.starts_with(|c: char| c.is_ascii_digit())
+        }) {
+            return Err(GlusterError::Rejected {
+                command: "volume set".into(),
+                errno: 30800,
+                message: format!("invalid number format \"{value}\" in option \"{key}\""),
+            });
+        }
+        info.options.extend(options.iter().cloned());
+        Ok(())
+    }
+
+    async fn start_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
+        self.write(format!(
+            "volume start {volume}{}",
+            if force { " force" } else { "" }
+        ));
+        let mut state = self.state.lock().unwrap();
+        if state.failing_starts > 0 {
+            state.failing_starts -= 1;
+            return Err(GlusterError::Rejected {
+                command: "volume start".into(),
+                errno: 30800,
+                message: "Commit failed on c. Please check log file for details.".into(),
+            });
+        }
+        let info = state
+            .volumes
+            .get_mut(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        info.status = VolumeStatus::Started;
+        Ok(())
+    }
+
+    async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
+        self.write(format!(
+            "volume stop {volume}{}",
+            if force { " force" } else { "" }
+        ));
+        let mut state = self.state.lock().unwrap();
+        let info = state
+            .volumes
+            .get_mut(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        info.status = VolumeStatus::Stopped;
+        Ok(())
+    }
+
+    async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError> {
+        self.write(format!("volume delete {volume}"));
+        let mut state = self.state.lock().unwrap();
+        if state.peers.iter().any(|p| !p.connected) {
+            return Err(GlusterError::PeerDown {
+                message: "Some of the peers are down".into(),
+            });
+        }
+        match state.volumes.get(volume) {
+            Some(info) if info.status == VolumeStatus::Started => Err(GlusterError::Rejected {
+                command: "volume delete".into(),
+                errno: 30800,
+                message: format!(
+                    "Volume {volume} has been started.Volume needs to be stopped before deletion."
+                ),
+            }),
+            _ => {
+                state.volumes.remove(volume);
+                Ok(())
+            }
+        }
+    }
+
+    async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {
+        Ok(Arc::new(
+            ["performance.cache-size", "auth.allow"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ))
+    }
+}
+
+/// Brick agents that succeed, or fail for hosts marked unreachable.
+#[derive(Default)]
+pub struct FakeBricks {
+    removed: Mutex<Vec<String>>,
+    unreachable: Mutex<BTreeSet<String>>,
+}
+
+impl FakeBricks {
+    pub fn removed(&self) -> Vec<String> {
+        self.removed.lock().unwrap().clone()
+    }
+
+    pub fn set_unreachable(&self, host: &str, unreachable: bool) {
+        let mut hosts = self.unreachable.lock().unwrap();
+        if unreachable {
+            hosts.insert(host.to_string());
+        } else {
+            hosts.remove(host);
+        }
+    }
+}
+
+#[async_trait]
+impl BrickRemover for FakeBricks {
+    async fn remove(
+        &self,
+        host: &str,
+        _volume: &VolumeName,
+        path: &str,
+    ) -> Result<bool, BrickError> {
+        if self.unreachable.lock().unwrap().contains(host) {
+            return Err(BrickError {
+                host: host.into(),
+                path: path.into(),
+                message: format!("the brick agent on {host} did not answer"),
+                code: Code::Unavailable,
+            });
+        }
+        self.removed.lock().unwrap().push(format!("{host}:{path}"));
+        Ok(true)
+    }
+}
+
+/// A provisioner over fakes, bricks at `/bricks/<volume>`.
+pub fn provisioner() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
+    let glusterd = FakeGlusterd::three_servers();
+    let bricks = Arc::new(FakeBricks::default());
+    let provisioner = Provisioner::new(
+        glusterd.clone(),
+        bricks.clone(),
+        ProvisionerConfig {
+            default_brick_root: "/bricks".into(),
+            brick_dir_per_server: false,
+            mount_options: Vec::new(),
+        },
+    );
+    (provisioner, glusterd, bricks)
+}
+
+/// A kernel mount table in memory.
+#[derive(Default)]
+pub struct FakeMounter {
+    state: Mutex<MountState>,
+}
+
+#[derive(Default)]
+struct MountState {
+    table: Vec<MountEntry>,
+    dead: BTreeSet<PathBuf>,
+    next_device: u32,
+    calls: Vec<String>,
+}
+
+impl FakeMounter {
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// The FUSE client behind `path` dies: it and its bind mounts answer ENOTCONN.
+    pub fn kill_client(&self, path: &Path) {
+        let mut state = self.state.lock().unwrap();
+        let device = state
+            .table
+            .iter()
+            .find(|m| m.mount_point == path)
+            .map(|m| m.device.clone());
+        let dead: Vec<PathBuf> = state
+            .table
+            .iter()
+            .filter(|m| Some(&m.device) == device.as_ref())
+            .map(|m| m.mount_point.clone())
+            .collect();
+        state.dead.extend(dead);
+    }
+
+    pub fn mount_foreign(&self, path: &Path) {
+        self.state.lock().unwrap().table.push(MountEntry {
+            device: "8:1".into(),
+            root: "/".into(),
+            mount_point: path.to_path_buf(),
+            mount_options: vec!["rw".into()],
+            fs_type: "ext4".into(),
+            source: "/dev/sda1".into(),
+        });
+    }
+}
+
+#[async_trait]
+impl Mounter for FakeMounter {
+    async fn mount_glusterfs(
+        &self,
+        source: &GlusterSource,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), MountError> {
+        let mut state = self.state.lock().unwrap();
+        state.next_device += 1;
+        let device = format!("0:{}", 40 + state.next_device);
+        state.calls.push(format!(
+            "mount {}:/{} {}",
+            source.servers[0],
+            source.volume,
+            target.display()
+        ));
+        state.table.push(MountEntry {
+            device,
+            root: "/".into(),
+            mount_point: target.to_path_buf(),
+            mount_options: vec![
+                if options.iter().any(|o| o == "ro") {
+                    "ro"
+                } else {
+                    "rw"
+                }
+                .into(),
+            ],
+            fs_type: "fuse.glusterfs".into(),
+            source: format!("{}:/{}", source.servers[0], source.volume),
+        });
+        Ok(())
+    }
+
+    async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError> {
+        let mut state = self.state.lock().unwrap();
+        state
+            .calls
+            .push(format!("bind {} {}", source.display(), target.display()));
+        let from = state
+            .table
+            .iter()
+            .rev()
+            .find(|m| m.mount_point == source)
+            .cloned()
+            .expect("bind source is mounted");
+        state.table.push(MountEntry {
+            mount_point: target.to_path_buf(),
+            mount_options: vec![if read_only { "ro" } else { "rw" }.into()],
+            ..from
+        });
+        Ok(())
+    }
+
+    async fn unmount(&self, target: &Path) -> Result<(), MountError> {
+        let mut state = self.state.lock().unwrap();
+        state.calls.push(format!("unmount {}", target.display()));
+        if let Some(at) = state.table.iter().rposition(|m| m.mount_point == target) {
+            state.table.remove(at);
+        }
+        if !state.table.iter().any(|m| m.mount_point == target) {
+            state.dead.remove(target);
+        }
+        Ok(())
+    }
+
+    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, MountError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .table
+            .iter()
+            .filter(|m| m.mount_point == path)
+            .cloned()
+            .collect())
+    }
+
+    fn path_state(&self, path: &Path) -> PathState {
+        if self.state.lock().unwrap().dead.contains(path) {
+            PathState::Disconnected
+        } else if path.exists() {
+            PathState::Present
+        } else {
+            PathState::Missing
+        }
+    }
+
+    fn usage(&self, _path: &Path) -> Result<FsUsage, MountError> {
+        Ok(FsUsage {
+            total_bytes: 100,
+            available_bytes: 60,
+            used_bytes: 40,
+            total_inodes: 10,
+            free_inodes: 7,
+            used_inodes: 3,
+        })
+    }
+
+    fn check_ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}

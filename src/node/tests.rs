@@ -1,0 +1,219 @@
+//! Node logic against an in-memory mount table: idempotency read from the
+//! table, conflicts, and dead FUSE clients.
+
+use std::sync::Arc;
+
+use tonic::Code;
+
+use super::*;
+use crate::fakes::FakeMounter;
+
+struct Fixture {
+    node: NodeVolumes,
+    mounter: Arc<FakeMounter>,
+    dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let mounter = Arc::new(FakeMounter::default());
+    Fixture {
+        node: NodeVolumes::new(
+            mounter.clone(),
+            NodeConfig {
+                node_id: "n1".into(),
+                mount_log_dir: None,
+            },
+        ),
+        mounter,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Fixture {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn stage_request(&self, volume: &str, read_only: bool) -> StageRequest {
+        let options = MountOptions::default();
+        StageRequest {
+            staging_path: self.path("staging"),
+            context: VolumeContext::new(volume, &["a".into(), "b".into(), "c".into()], vec![])
+                .unwrap(),
+            options: if read_only {
+                options.with_read_only()
+            } else {
+                options
+            },
+        }
+    }
+
+    fn publish_request(&self, target: &str, read_only: bool) -> PublishRequest {
+        PublishRequest {
+            staging_path: self.path("staging"),
+            target_path: self.path(target),
+            read_only,
+        }
+    }
+}
+
+#[tokio::test]
+async fn stage_and_publish_twice_mount_once() {
+    let f = fixture();
+    for _ in 0..2 {
+        f.node
+            .stage(&f.stage_request("csi-pvc-1", false))
+            .await
+            .unwrap();
+        f.node
+            .publish(&f.publish_request("target", false))
+            .await
+            .unwrap();
+    }
+    let calls = f.mounter.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].starts_with("mount a:/csi-pvc-1"));
+    assert!(calls[1].starts_with("bind"));
+    for _ in 0..2 {
+        f.node.unpublish(&f.path("target")).await.unwrap();
+        f.node.unstage(&f.path("staging")).await.unwrap();
+    }
+    assert!(!f.path("target").exists(), "target removed");
+    assert_eq!(f.mounter.calls().len(), 4, "one unmount each");
+}
+
+#[tokio::test]
+async fn staging_path_taken_by_another_volume_or_mode() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    for other in [
+        f.stage_request("csi-pvc-2", false),
+        f.stage_request("csi-pvc-1", true),
+    ] {
+        let err = f.node.stage(&other).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+    }
+    let g = fixture();
+    std::fs::create_dir_all(g.path("staging")).unwrap();
+    g.mounter.mount_foreign(&g.path("staging"));
+    let err = g
+        .node
+        .stage(&g.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn publish_needs_a_staged_volume_and_a_free_target() {
+    let f = fixture();
+    let err = f
+        .node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", true))
+        .await
+        .unwrap();
+    let err = f
+        .node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "read-only vs read-write");
+    std::fs::create_dir_all(f.path("taken")).unwrap();
+    f.mounter.mount_foreign(&f.path("taken"));
+    let err = f
+        .node
+        .publish(&f.publish_request("taken", false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn dead_client_is_reported_and_healed() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap();
+    f.mounter.kill_client(&f.path("staging"));
+    match f.node.stats("csi-pvc-1", &f.path("target")).unwrap() {
+        VolumeHealth::Abnormal(message) => assert!(message.contains("not connected"), "{message}"),
+        VolumeHealth::Healthy(_) => panic!("a dead mount is not healthy"),
+    }
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.node.stats("csi-pvc-1", &f.path("target")).unwrap(),
+        VolumeHealth::Healthy(_)
+    ));
+    let calls = f.mounter.calls();
+    let unmounts = calls.iter().filter(|c| c.starts_with("unmount")).count();
+    assert_eq!(unmounts, 2, "dead staging and target unmounted: {calls:?}");
+}
+
+#[tokio::test]
+async fn stats_only_for_the_volume_mounted_there() {
+    let f = fixture();
+    let err = f.node.stats("csi-pvc-1", &f.path("nowhere")).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap();
+    let err = f.node.stats("csi-pvc-2", &f.path("target")).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "another volume's id");
+    std::fs::create_dir_all(f.path("plain")).unwrap();
+    let err = f.node.stats("csi-pvc-1", &f.path("plain")).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "not a mount");
+    match f.node.stats("csi-pvc-1", &f.path("target")).unwrap() {
+        VolumeHealth::Healthy(usage) => assert_eq!(usage.used_bytes, 40),
+        VolumeHealth::Abnormal(m) => panic!("{m}"),
+    }
+}
+
+#[tokio::test]
+async fn unpublish_and_unstage_of_nothing_succeed() {
+    let f = fixture();
+    f.node.unpublish(&f.path("never")).await.unwrap();
+    f.node.unstage(&f.path("never")).await.unwrap();
+    std::fs::create_dir_all(f.path("data")).unwrap();
+    std::fs::write(f.path("data/keep"), "x").unwrap();
+    f.node.unpublish(&f.path("data")).await.unwrap();
+    assert!(f.path("data/keep").exists(), "never removes content");
+    assert!(f.mounter.calls().is_empty());
+}
+
+#[test]
+fn gluster_default_client_log_name() {
+    // As mount.glusterfs named it for a mount at /tmp/tb/m/stage.
+    assert_eq!(
+        default_client_log(Path::new("/tmp/tb/m/stage")),
+        PathBuf::from("/var/log/glusterfs/tmp-tb-m-stage.log")
+    );
+}
