@@ -13,7 +13,7 @@ use crate::controller::{Provisioner, ProvisionerConfig};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
 };
-use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, SessionPool};
+use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::mount::SystemMounter;
 use crate::node::{NodeConfig, NodeVolumes};
 use crate::proto::brick_agent::brick_agent_server::BrickAgentServer;
@@ -198,6 +198,7 @@ pub fn provisioner(
 pub fn node_volumes(args: &NodeArgs) -> Arc<NodeVolumes> {
     Arc::new(NodeVolumes::new(
         Arc::new(SystemMounter::new()),
+        Arc::new(RemoteVolumeLookup::new(args.glusterd.gluster_cli.clone())),
         NodeConfig {
             node_id: args.node_id.clone(),
             mount_log_dir: args.mount_log_dir.clone(),

@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use tonic::Code;
 
 use crate::controller::{BrickError, BrickRemover, Provisioner, ProvisionerConfig};
-use crate::gluster::{Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeStatus};
+use crate::gluster::transport::CliArg;
+use crate::gluster::{
+    Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeLookup, VolumeStatus,
+};
 use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
 use crate::names::VolumeName;
 
@@ -86,8 +89,14 @@ impl FakeGlusterd {
             .insert(volume.name.clone(), volume);
     }
 
-    fn write(&self, line: String) {
-        self.state.lock().unwrap().writes.push(line);
+    /// Records a write; like the real CLI transport, refuses any word that
+    /// is not a plain CLI word.
+    fn write(&self, words: &[&str]) -> Result<(), GlusterError> {
+        for word in words {
+            CliArg::new(*word)?;
+        }
+        self.state.lock().unwrap().writes.push(words.join(" "));
+        Ok(())
     }
 }
 
@@ -142,7 +151,7 @@ impl Glusterd for FakeGlusterd {
     }
 
     async fn create_volume(&self, volume: &NewVolume) -> Result<(), GlusterError> {
-        self.write(format!("volume create {}", volume.name));
+        self.write(&["volume", "create", &volume.name])?;
         let mut state = self.state.lock().unwrap();
         if let Some(error) = state.refuse_create.take() {
             return Err(error);
@@ -180,8 +189,11 @@ impl Glusterd for FakeGlusterd {
         volume: &str,
         options: &[(String, String)],
     ) -> Result<(), GlusterError> {
-        let words: Vec<String> = options.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        self.write(format!("volume set {volume} {}", words.join(" ")));
+        let mut words = vec!["volume", "set", volume];
+        for (key, value) in options {
+            words.extend([key.as_str(), value.as_str()]);
+        }
+        self.write(&words)?;
         let mut state = self.state.lock().unwrap();
         let info = state
             .volumes
@@ -202,10 +214,8 @@ impl Glusterd for FakeGlusterd {
     }
 
     async fn start_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
-        self.write(format!(
-            "volume start {volume}{}",
-            if force { " force" } else { "" }
-        ));
+        let force = if force { &["force"][..] } else { &[] };
+        self.write(&[&["volume", "start", volume][..], force].concat())?;
         let mut state = self.state.lock().unwrap();
         if state.failing_starts > 0 {
             state.failing_starts -= 1;
@@ -224,10 +234,8 @@ impl Glusterd for FakeGlusterd {
     }
 
     async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
-        self.write(format!(
-            "volume stop {volume}{}",
-            if force { " force" } else { "" }
-        ));
+        let force = if force { &["force"][..] } else { &[] };
+        self.write(&[&["volume", "stop", volume][..], force].concat())?;
         let mut state = self.state.lock().unwrap();
         let info = state
             .volumes
@@ -238,7 +246,7 @@ impl Glusterd for FakeGlusterd {
     }
 
     async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError> {
-        self.write(format!("volume delete {volume}"));
+        self.write(&["volume", "delete", volume])?;
         let mut state = self.state.lock().unwrap();
         if state.peers.iter().any(|p| !p.connected) {
             return Err(GlusterError::PeerDown {
@@ -444,16 +452,8 @@ impl Mounter for FakeMounter {
         Ok(())
     }
 
-    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, MountError> {
-        Ok(self
-            .state
-            .lock()
-            .unwrap()
-            .table
-            .iter()
-            .filter(|m| m.mount_point == path)
-            .cloned()
-            .collect())
+    fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {
+        Ok(self.state.lock().unwrap().table.clone())
     }
 
     fn path_state(&self, path: &Path) -> PathState {
@@ -475,6 +475,75 @@ impl Mounter for FakeMounter {
             free_inodes: 7,
             used_inodes: 3,
         })
+    }
+
+    fn check_ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Answers volume lookups from a fixed table (missing: no such volume).
+#[derive(Default)]
+pub struct FakeLookup {
+    volumes: Mutex<BTreeMap<String, VolumeStatus>>,
+}
+
+impl FakeLookup {
+    pub fn set(&self, volume: &str, status: VolumeStatus) {
+        self.volumes
+            .lock()
+            .unwrap()
+            .insert(volume.to_string(), status);
+    }
+}
+
+#[async_trait]
+impl VolumeLookup for FakeLookup {
+    async fn status(
+        &self,
+        _server: &str,
+        volume: &str,
+    ) -> Result<Option<VolumeStatus>, GlusterError> {
+        Ok(self.volumes.lock().unwrap().get(volume).cloned())
+    }
+}
+
+/// A mount that mount.glusterfs refuses, as for a volume it cannot fetch.
+pub struct RefusingMounter;
+
+#[async_trait]
+impl Mounter for RefusingMounter {
+    async fn mount_glusterfs(
+        &self,
+        source: &GlusterSource,
+        target: &Path,
+        _options: &[String],
+    ) -> Result<(), MountError> {
+        Err(MountError::MountFailed {
+            source_desc: format!("{}:/{}", source.servers[0], source.volume),
+            target: target.to_path_buf(),
+            detail: "Mount failed. Check the log file  for more details.".into(),
+        })
+    }
+
+    async fn bind(&self, _: &Path, _: &Path, _: bool) -> Result<(), MountError> {
+        unreachable!("nothing is ever mounted")
+    }
+
+    async fn unmount(&self, _: &Path) -> Result<(), MountError> {
+        Ok(())
+    }
+
+    fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {
+        Ok(Vec::new())
+    }
+
+    fn path_state(&self, _: &Path) -> PathState {
+        PathState::Present
+    }
+
+    fn usage(&self, _: &Path) -> Result<FsUsage, MountError> {
+        Ok(FsUsage::default())
     }
 
     fn check_ready(&self) -> Result<(), String> {

@@ -836,8 +836,8 @@ async fn node_publish_rules_and_dead_mount_healing() {
         .unwrap();
     let staging = driver.staging_path(&name);
 
-    // Mount failures say why: gluster's client log for a volume glusterd
-    // does not have, UNAVAILABLE when no server answers at all.
+    // Mount failures say why: NOT_FOUND for a volume glusterd does not have
+    // (asked after the mount failed), UNAVAILABLE when no server answers.
     let mut missing = volume.clone();
     missing
         .volume_context
@@ -846,8 +846,12 @@ async fn node_publish_rules_and_dead_mount_healing() {
         .node_stage_volume(stage_request(&missing, &staging))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Internal, "{err:?}");
-    assert!(err.message().contains("client log:"), "{}", err.message());
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(
+        err.message().contains("no-such-volume does not exist"),
+        "{}",
+        err.message()
+    );
     let mut nowhere = volume.clone();
     nowhere
         .volume_context

@@ -21,6 +21,9 @@ pub use bricks::{BrickError, BrickRemover};
 pub use error::ControllerError;
 pub use params::StorageClassParams;
 
+/// `user.csi.name` given to an unmarked half-made volume when it is removed.
+const INTERRUPTED_CREATE: &str = "interrupted-create";
+
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
@@ -510,7 +513,7 @@ impl Provisioner {
             if !volume.options.contains_key(OPT_CSI_NAME) {
                 // An unmarked half-made volume: claim it so the brick agents
                 // accept removing its bricks.
-                marks.push((OPT_CSI_NAME.to_string(), String::new()));
+                marks.push((OPT_CSI_NAME.to_string(), INTERRUPTED_CREATE.to_string()));
             }
             self.glusterd
                 .set_options(name.as_str(), &marks)

@@ -165,6 +165,15 @@ async fn an_interrupted_create_is_finished() {
 }
 
 #[tokio::test]
+async fn an_interrupted_create_can_be_deleted() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    glusterd.insert(volume_info("csi-pvc-1", VolumeStatus::Created, &[]));
+    provisioner.delete("csi-pvc-1").await.unwrap();
+    assert!(glusterd.get("csi-pvc-1").is_none());
+    assert_eq!(bricks.removed().len(), 3);
+}
+
+#[tokio::test]
 async fn same_name_incompatible_request_is_already_exists() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     provisioner.create(&request("pvc-1", &[])).await.unwrap();

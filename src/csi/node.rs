@@ -86,7 +86,10 @@ impl Node for NodeService {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
             let staging_path = validate::path("staging_target_path", &req.staging_target_path)?;
             let _guard = begin(&self.in_flight, id)?;
-            self.volumes.unstage(&staging_path).await.map_err(status)?;
+            self.volumes
+                .unstage(id, &staging_path)
+                .await
+                .map_err(status)?;
             Ok(Response::new(NodeUnstageVolumeResponse {}))
         })
         .await
@@ -100,9 +103,18 @@ impl Node for NodeService {
         observe("NodePublishVolume", &req.volume_id, async {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
             let target_path = validate::path("target_path", &req.target_path)?;
+            let mount = validate::required_capability(
+                "volume_capability",
+                req.volume_capability.as_ref(),
+            )?;
+            // Spec: with STAGE_UNSTAGE_VOLUME advertised, a missing staging
+            // path is FAILED_PRECONDITION, not INVALID_ARGUMENT.
+            if req.staging_target_path.is_empty() {
+                return Err(Status::failed_precondition(
+                    "staging_target_path: missing; this driver stages volumes (NodeStageVolume first)",
+                ));
+            }
             let staging_path = validate::path("staging_target_path", &req.staging_target_path)?;
-            let mount =
-                validate::required_capability("volume_capability", req.volume_capability.as_ref())?;
             // Pods of one volume publish in parallel; each target is its own key.
             let _guard = begin(&self.in_flight, &format!("{id}@{}", target_path.display()))?;
             self.volumes
@@ -110,6 +122,7 @@ impl Node for NodeService {
                     staging_path,
                     target_path,
                     read_only: req.readonly || mount.read_only,
+                    single_writer: mount.single_writer,
                 })
                 .await
                 .map_err(status)?;
@@ -127,7 +140,10 @@ impl Node for NodeService {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
             let target_path = validate::path("target_path", &req.target_path)?;
             let _guard = begin(&self.in_flight, &format!("{id}@{}", target_path.display()))?;
-            self.volumes.unpublish(&target_path).await.map_err(status)?;
+            self.volumes
+                .unpublish(id, &target_path)
+                .await
+                .map_err(status)?;
             Ok(Response::new(NodeUnpublishVolumeResponse {}))
         })
         .await

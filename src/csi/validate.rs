@@ -59,6 +59,8 @@ pub fn path(field: &str, value: &str) -> Result<PathBuf, Status> {
 #[derive(Debug, Default, Clone)]
 pub struct MountRequest {
     pub read_only: bool,
+    /// SINGLE_NODE_SINGLE_WRITER: one publication at a time.
+    pub single_writer: bool,
     pub options: MountOptions,
 }
 
@@ -110,6 +112,7 @@ pub fn capability(cap: &csi::VolumeCapability) -> Result<MountRequest, Unsupport
                 .map_err(|e| unsupported("mount.mount_flags", e))?;
             Ok(MountRequest {
                 read_only: read_only || options.read_only(),
+                single_writer: mode == Mode::SingleNodeSingleWriter,
                 options,
             })
         }

@@ -3,6 +3,7 @@
 
 mod cli;
 pub mod error;
+mod lookup;
 pub mod transport;
 pub mod xml;
 
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 
 pub use cli::{GlusterCli, LockRetry};
 pub use error::GlusterError;
+pub use lookup::RemoteVolumeLookup;
 pub use transport::{CliTransport, GlusterdAddress, OneShotCli, SessionPool};
 
 /// A member of the trusted storage pool.
@@ -98,4 +100,15 @@ pub trait Glusterd: Send + Sync {
     async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError>;
     /// Keys `volume set` accepts (excluding free-form `user.*` keys).
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
+}
+
+/// Asks a server's glusterd, read-only, what state a volume is in (the node
+/// uses it to tell why a mount failed). `None`: no such volume.
+#[async_trait]
+pub trait VolumeLookup: Send + Sync {
+    async fn status(
+        &self,
+        server: &str,
+        volume: &str,
+    ) -> Result<Option<VolumeStatus>, GlusterError>;
 }

@@ -88,8 +88,8 @@ pub trait Mounter: Send + Sync {
     async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError>;
     /// Unmounts the top mount at `target`.
     async fn unmount(&self, target: &Path) -> Result<(), MountError>;
-    /// Mounts whose mount point is exactly `path`, bottom first.
-    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, MountError>;
+    /// Every mount, in mount order (the kernel's mount table).
+    fn mount_table(&self) -> Result<Vec<MountEntry>, MountError>;
     fn path_state(&self, path: &Path) -> PathState;
     fn usage(&self, path: &Path) -> Result<FsUsage, MountError>;
     /// Ready to mount gluster volumes (mount.glusterfs and /dev/fuse).

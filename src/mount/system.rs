@@ -137,13 +137,10 @@ impl Mounter for SystemMounter {
         .map_err(|e| MountError::io("unmount task", Path::new(""))(std::io::Error::other(e)))?
     }
 
-    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, MountError> {
+    fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(MountError::io("reading", Path::new("/proc/self/mountinfo")))?;
-        Ok(mountinfo::parse(&text)
-            .into_iter()
-            .filter(|m| m.mount_point == path)
-            .collect())
+        Ok(mountinfo::parse(&text))
     }
 
     fn path_state(&self, path: &Path) -> PathState {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tonic::Code;
 
+use crate::gluster::{VolumeLookup, VolumeStatus};
 use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
 use crate::names::VolumeName;
 use crate::volume_context::VolumeContext;
@@ -32,6 +33,10 @@ pub enum NodeError {
     AlreadyExists(String),
     #[error("{0}")]
     NotStaged(String),
+    #[error("{0}")]
+    VolumeNotStarted(String),
+    #[error("{0}")]
+    SingleWriter(String),
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error("{0}")]
@@ -44,6 +49,8 @@ impl NodeError {
             NodeError::NotFound(_) => Code::NotFound,
             NodeError::AlreadyExists(_) => Code::AlreadyExists,
             NodeError::NotStaged(_) => Code::FailedPrecondition,
+            NodeError::VolumeNotStarted(_) => Code::FailedPrecondition,
+            NodeError::SingleWriter(_) => Code::FailedPrecondition,
             NodeError::Mount(MountError::Timeout(_)) => Code::DeadlineExceeded,
             NodeError::Mount(MountError::NoServer { .. }) => Code::Unavailable,
             NodeError::Mount(_) => Code::Internal,
@@ -62,6 +69,8 @@ pub struct PublishRequest {
     pub staging_path: PathBuf,
     pub target_path: PathBuf,
     pub read_only: bool,
+    /// SINGLE_NODE_SINGLE_WRITER: at most one target at a time.
+    pub single_writer: bool,
 }
 
 /// Usage, or why there is none.
@@ -73,12 +82,21 @@ pub enum VolumeHealth {
 
 pub struct NodeVolumes {
     mounter: Arc<dyn Mounter>,
+    lookup: Arc<dyn VolumeLookup>,
     config: NodeConfig,
 }
 
 impl NodeVolumes {
-    pub fn new(mounter: Arc<dyn Mounter>, config: NodeConfig) -> Self {
-        NodeVolumes { mounter, config }
+    pub fn new(
+        mounter: Arc<dyn Mounter>,
+        lookup: Arc<dyn VolumeLookup>,
+        config: NodeConfig,
+    ) -> Self {
+        NodeVolumes {
+            mounter,
+            lookup,
+            config,
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -115,7 +133,7 @@ impl NodeVolumes {
         let mut options = request.options.as_slice().to_vec();
         let log_file = match &self.config.mount_log_dir {
             Some(dir) => {
-                let file = self.mount_log_file(dir, volume, staging);
+                let file = mount_log_file(dir, volume, staging);
                 options.push(format!("log-file={}", file.display()));
                 file
             }
@@ -134,17 +152,25 @@ impl NodeVolumes {
                 source_desc,
                 target,
                 detail,
-            }) => Err(MountError::MountFailed {
-                source_desc,
-                target,
-                detail: with_client_errors(detail, &log_file),
+            }) => {
+                self.explain_missing_volume(&source).await?;
+                Err(MountError::MountFailed {
+                    source_desc,
+                    target,
+                    detail: with_client_errors(detail, &log_file),
+                }
+                .into())
             }
-            .into()),
             other => Ok(other?),
         }
     }
 
-    pub async fn unstage(&self, staging: &Path) -> Result<(), NodeError> {
+    /// Unmounts the staging path, unless another volume of ours is mounted
+    /// there (then this volume is not staged there: nothing to do).
+    pub async fn unstage(&self, volume_id: &str, staging: &Path) -> Result<(), NodeError> {
+        if self.holds_other_volume(volume_id, staging)? {
+            return Ok(());
+        }
         self.unmount_all(staging).await
     }
 
@@ -186,6 +212,22 @@ impl NodeVolumes {
                 )));
             }
         }
+        if request.single_writer {
+            let others: Vec<PathBuf> = self
+                .mounter
+                .mount_table()?
+                .into_iter()
+                .filter(|m| m.device == staged.device && m.root == staged.root)
+                .map(|m| m.mount_point)
+                .filter(|p| p != staging && p != target)
+                .collect();
+            if let Some(other) = others.first() {
+                return Err(NodeError::SingleWriter(format!(
+                    "the volume's access mode allows one publication and it is published at {}",
+                    other.display()
+                )));
+            }
+        }
         ensure_dir(target)?;
         self.mounter
             .bind(staging, target, request.read_only)
@@ -193,7 +235,11 @@ impl NodeVolumes {
         Ok(())
     }
 
-    pub async fn unpublish(&self, target: &Path) -> Result<(), NodeError> {
+    /// Unmounts the target path and removes the directory publishing made.
+    pub async fn unpublish(&self, volume_id: &str, target: &Path) -> Result<(), NodeError> {
+        if self.holds_other_volume(volume_id, target)? {
+            return Ok(());
+        }
         self.unmount_all(target).await?;
         // The SP removes what it created; never anything with content.
         match std::fs::remove_dir(target) {
@@ -244,13 +290,38 @@ impl NodeVolumes {
     }
 
     fn top_mount(&self, path: &Path) -> Result<Option<MountEntry>, NodeError> {
-        Ok(self.mounter.mounts_at(path)?.pop())
+        Ok(self.mounts_at(path)?.pop())
+    }
+
+    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, NodeError> {
+        Ok(self
+            .mounter
+            .mount_table()?
+            .into_iter()
+            .filter(|m| m.mount_point == path)
+            .collect())
+    }
+
+    /// A gluster mount of a volume other than `volume_id` (one of ours) is
+    /// at `path`: the CO asks about a volume that is not there.
+    fn holds_other_volume(&self, volume_id: &str, path: &Path) -> Result<bool, NodeError> {
+        let Some(name) = VolumeName::parse(volume_id) else {
+            return Ok(false);
+        };
+        let other = self
+            .top_mount(path)?
+            .and_then(|m| m.gluster_volume().map(str::to_string))
+            .filter(|mounted| mounted != name.as_str());
+        if let Some(mounted) = &other {
+            tracing::warn!(volume = %name, path = %path.display(), %mounted, "another volume is mounted there; leaving it");
+        }
+        Ok(other.is_some())
     }
 
     /// Unmounts everything stacked at `path`; nothing mounted is fine.
     async fn unmount_all(&self, path: &Path) -> Result<(), NodeError> {
         for _ in 0..16 {
-            if self.mounter.mounts_at(path)?.is_empty() {
+            if self.mounts_at(path)?.is_empty() {
                 return Ok(());
             }
             self.mounter.unmount(path).await?;
@@ -261,12 +332,37 @@ impl NodeVolumes {
         .into())
     }
 
-    fn mount_log_file(&self, dir: &Path, volume: &str, staging: &Path) -> PathBuf {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(staging.as_os_str().as_encoded_bytes());
-        let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        dir.join(format!("{volume}-{tag}.log"))
+    /// After a failed mount: a volume glusterd does not have is NOT_FOUND,
+    /// a stopped one FAILED_PRECONDITION. Asks the servers in turn; if none
+    /// can say, the mount error stands.
+    async fn explain_missing_volume(&self, source: &GlusterSource) -> Result<(), NodeError> {
+        for server in &source.servers {
+            match self.lookup.status(server, &source.volume).await {
+                Ok(None) => {
+                    return Err(NodeError::NotFound(format!(
+                        "gluster volume {} does not exist (asked {server})",
+                        source.volume
+                    )));
+                }
+                Ok(Some(VolumeStatus::Started)) => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(NodeError::VolumeNotStarted(format!(
+                        "gluster volume {} is not started ({status:?} on {server})",
+                        source.volume
+                    )));
+                }
+                Err(e) => tracing::debug!(%server, error = %e, "cannot ask about the volume"),
+            }
+        }
+        Ok(())
     }
+}
+
+fn mount_log_file(dir: &Path, volume: &str, staging: &Path) -> PathBuf {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(staging.as_os_str().as_encoded_bytes());
+    let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{volume}-{tag}.log"))
 }
 
 /// mount.glusterfs only says "Mount failed"; the reason is in the FUSE

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::Code;
 
 use super::*;
-use crate::fakes::FakeMounter;
+use crate::fakes::{FakeLookup, FakeMounter, RefusingMounter};
 
 struct Fixture {
     node: NodeVolumes,
@@ -19,6 +19,7 @@ fn fixture() -> Fixture {
     Fixture {
         node: NodeVolumes::new(
             mounter.clone(),
+            Arc::new(FakeLookup::default()),
             NodeConfig {
                 node_id: "n1".into(),
                 mount_log_dir: None,
@@ -53,6 +54,7 @@ impl Fixture {
             staging_path: self.path("staging"),
             target_path: self.path(target),
             read_only,
+            single_writer: false,
         }
     }
 }
@@ -75,8 +77,14 @@ async fn stage_and_publish_twice_mount_once() {
     assert!(calls[0].starts_with("mount a:/csi-pvc-1"));
     assert!(calls[1].starts_with("bind"));
     for _ in 0..2 {
-        f.node.unpublish(&f.path("target")).await.unwrap();
-        f.node.unstage(&f.path("staging")).await.unwrap();
+        f.node
+            .unpublish("csi-pvc-1", &f.path("target"))
+            .await
+            .unwrap();
+        f.node
+            .unstage("csi-pvc-1", &f.path("staging"))
+            .await
+            .unwrap();
     }
     assert!(!f.path("target").exists(), "target removed");
     assert_eq!(f.mounter.calls().len(), 4, "one unmount each");
@@ -200,11 +208,17 @@ async fn stats_only_for_the_volume_mounted_there() {
 #[tokio::test]
 async fn unpublish_and_unstage_of_nothing_succeed() {
     let f = fixture();
-    f.node.unpublish(&f.path("never")).await.unwrap();
-    f.node.unstage(&f.path("never")).await.unwrap();
+    f.node
+        .unpublish("csi-pvc-1", &f.path("never"))
+        .await
+        .unwrap();
+    f.node.unstage("csi-pvc-1", &f.path("never")).await.unwrap();
     std::fs::create_dir_all(f.path("data")).unwrap();
     std::fs::write(f.path("data/keep"), "x").unwrap();
-    f.node.unpublish(&f.path("data")).await.unwrap();
+    f.node
+        .unpublish("csi-pvc-1", &f.path("data"))
+        .await
+        .unwrap();
     assert!(f.path("data/keep").exists(), "never removes content");
     assert!(f.mounter.calls().is_empty());
 }
@@ -216,4 +230,97 @@ fn gluster_default_client_log_name() {
         default_client_log(Path::new("/tmp/tb/m/stage")),
         PathBuf::from("/var/log/glusterfs/tmp-tb-m-stage.log")
     );
+}
+
+#[tokio::test]
+async fn another_volumes_mount_is_left_alone() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap();
+    f.node
+        .unpublish("csi-pvc-2", &f.path("target"))
+        .await
+        .unwrap();
+    f.node
+        .unstage("csi-pvc-2", &f.path("staging"))
+        .await
+        .unwrap();
+    assert!(f.mounter.calls().iter().all(|c| !c.starts_with("unmount")));
+    // A static PV's id names no volume: the CO's path is trusted.
+    f.node
+        .unpublish("static-pv-7", &f.path("target"))
+        .await
+        .unwrap();
+    assert!(!f.path("target").exists());
+}
+
+#[tokio::test]
+async fn single_writer_volumes_publish_once() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    let exclusive = |target: &str| PublishRequest {
+        single_writer: true,
+        ..f.publish_request(target, false)
+    };
+    f.node.publish(&exclusive("one")).await.unwrap();
+    f.node.publish(&exclusive("one")).await.unwrap();
+    let err = f.node.publish(&exclusive("two")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    f.node.unpublish("csi-pvc-1", &f.path("one")).await.unwrap();
+    f.node.publish(&exclusive("two")).await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_mounts_of_missing_or_stopped_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lookup = Arc::new(FakeLookup::default());
+    let node = NodeVolumes::new(
+        Arc::new(RefusingMounter),
+        lookup.clone(),
+        NodeConfig {
+            node_id: "n1".into(),
+            mount_log_dir: None,
+        },
+    );
+    let request = |volume: &str| StageRequest {
+        staging_path: dir.path().join("staging"),
+        context: VolumeContext::new(volume, &["a".into()], vec![]).unwrap(),
+        options: MountOptions::default(),
+    };
+    let err = node.stage(&request("gone")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    lookup.set("stopped", VolumeStatus::Stopped);
+    let err = node.stage(&request("stopped")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    lookup.set("running", VolumeStatus::Started);
+    let err = node.stage(&request("running")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "the mount error stands: {err}");
+}
+
+#[test]
+fn failed_mount_messages_carry_the_client_log_errors() {
+    // Written by glusterfs 10.3 for a mount of a volume glusterd lacks.
+    let log = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gluster/client_log_missing_volume.log");
+    let message = with_client_errors("Mount failed.".into(), &log);
+    assert!(
+        message.starts_with("Mount failed.; client log: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("failed to fetch volume file (key:/no-such-volume)"),
+        "{message}"
+    );
+    assert!(!message.contains(" I ["), "only error lines: {message}");
+    let missing = with_client_errors("Mount failed.".into(), Path::new("/nonexistent.log"));
+    assert_eq!(missing, "Mount failed.");
 }
