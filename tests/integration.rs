@@ -1070,3 +1070,43 @@ async fn brick_agents_refuse_what_glusterd_still_needs() {
     assert_eq!(std::fs::read(brick.join("data")).unwrap(), b"precious");
     assert!(orphan.join("keep").exists());
 }
+
+/// The pooled CLI sessions against a real glusterd: a command line the CLI
+/// rejects ends its session and reports the CLI's own complaint, glusterd
+/// going away fails fast instead of hanging, and everything works again
+/// afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gluster_sessions_recover() {
+    use glusterfs_csi::gluster::transport::{CliArg, CliCommand, CliTransport};
+    use glusterfs_csi::gluster::{GlusterdAddress, SessionPool};
+
+    let mut driver = DevDriver::start().await;
+    let first = driver.cluster.servers[0].clone();
+    let pool = SessionPool::new(
+        "gluster",
+        GlusterdAddress::Socket(first.glusterd_socket.clone()),
+        std::time::Duration::from_secs(30),
+        2,
+    );
+    let command =
+        |words: &[&str]| CliCommand::new(words.iter().map(|w| CliArg::new(*w).unwrap()).collect());
+    let list = command(&["volume", "list"]);
+    assert!(pool.run(&list).await.unwrap().contains("<volList>"));
+    assert_eq!(pool.idle_sessions(), 1);
+
+    let err = pool.run(&command(&["volume", "bogus"])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert_eq!(pool.idle_sessions(), 0, "the ended session is not put back");
+    assert!(pool.run(&list).await.unwrap().contains("<volList>"));
+
+    driver.stop_glusterd(&first.address);
+    let started = std::time::Instant::now();
+    let err = pool.run(&list).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no hang"
+    );
+    driver.start_glusterd(&first.address);
+    assert!(pool.run(&list).await.unwrap().contains("<volList>"));
+}

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -207,17 +207,52 @@ impl CliTransport for OneShotCli {
 /// command. A session whose command times out is killed; one that exits (the
 /// CLI quits on a command line it cannot parse) is replaced, and the command
 /// is run once more as a one-shot so the caller sees the CLI's own message.
+/// Sessions idle for longer than [`SESSION_IDLE_TTL`] end, but one is kept.
 pub struct SessionPool {
     program: PathBuf,
     address: GlusterdAddress,
     timeout: Duration,
-    idle: Mutex<Vec<Session>>,
+    idle: Arc<IdleSessions>,
     slots: Semaphore,
-    idle_ttl: Duration,
     fallback: OneShotCli,
 }
 
+/// How long a session beyond the first may sit unused.
+pub const SESSION_IDLE_TTL: Duration = Duration::from_secs(30);
+
+/// Sessions not running a command, least recently used first.
+#[derive(Default)]
+struct IdleSessions(Mutex<Vec<Session>>);
+
+impl IdleSessions {
+    fn take(&self) -> Option<Session> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, mut session: Session) {
+        session.last_used = Instant::now();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
+    }
+
+    /// Ends sessions idle for longer than `ttl`, keeping the newest one.
+    fn prune(&self, ttl: Duration) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while idle.len() > 1 && now.duration_since(idle[0].last_used) > ttl {
+            idle.remove(0);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 impl SessionPool {
+    /// Must be called inside a tokio runtime (it starts the idle reaper).
     pub fn new(
         program: impl Into<PathBuf>,
         address: GlusterdAddress,
@@ -225,38 +260,31 @@ impl SessionPool {
         max_sessions: usize,
     ) -> Self {
         let program = program.into();
+        let idle = Arc::new(IdleSessions::default());
+        let reaped = Arc::downgrade(&idle);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SESSION_IDLE_TTL / 3);
+            loop {
+                tick.tick().await;
+                match reaped.upgrade() {
+                    Some(idle) => idle.prune(SESSION_IDLE_TTL),
+                    None => break,
+                }
+            }
+        });
         SessionPool {
             fallback: OneShotCli::new(program.clone(), address.clone(), timeout),
             program,
             address,
             timeout,
-            idle: Mutex::new(Vec::new()),
+            idle,
             slots: Semaphore::new(max_sessions.max(1)),
-            idle_ttl: Duration::from_secs(30),
         }
     }
 
-    fn take_idle(&self) -> Option<Session> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Sessions idle for long are dropped (and killed); one is always kept.
-        let now = Instant::now();
-        while idle.len() > 1 && now.duration_since(idle[0].last_used) > self.idle_ttl {
-            idle.remove(0);
-        }
-        idle.pop()
-    }
-
-    fn put_idle(&self, mut session: Session) {
-        session.last_used = Instant::now();
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(session);
-    }
-
-    /// Number of CLI processes kept alive (for tests and metrics).
+    /// Number of CLI processes kept alive between commands.
     pub fn idle_sessions(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle.len()
     }
 }
 
@@ -272,13 +300,13 @@ impl CliTransport for SessionPool {
             .await
             .map_err(|_| GlusterError::Spawn(std::io::Error::other("session pool closed")))?;
         self.address.check_listening().await?;
-        let mut session = match self.take_idle() {
+        let mut session = match self.idle.take() {
             Some(session) => session,
             None => Session::spawn(&self.program, &self.address).map_err(GlusterError::Spawn)?,
         };
         match session.exec(command, self.timeout).await {
             Ok(xml) => {
-                self.put_idle(session);
+                self.idle.put(session);
                 Ok(xml)
             }
             Err(SessionEnd::TimedOut) => Err(timeout(command, self.timeout)),
@@ -434,6 +462,22 @@ mod tests {
             GlusterdAddress::RemoteHost("h1".into()).cli_flag(),
             "--remote-host=h1"
         );
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_end_after_the_ttl_but_one_stays() {
+        let addr = GlusterdAddress::Socket("/nonexistent".into());
+        let idle = IdleSessions::default();
+        for _ in 0..3 {
+            idle.put(Session::spawn(Path::new("true"), &addr).unwrap());
+        }
+        idle.prune(Duration::from_secs(60));
+        assert_eq!(idle.len(), 3, "none idle long enough");
+        for session in idle.0.lock().unwrap().iter_mut() {
+            session.last_used -= Duration::from_secs(61);
+        }
+        idle.prune(Duration::from_secs(60));
+        assert_eq!(idle.len(), 1);
     }
 
     #[tokio::test]
