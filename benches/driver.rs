@@ -95,18 +95,7 @@ fn session_rss_kib(driver_pid: u32) -> (usize, u64) {
 }
 
 fn raw_gluster(socket: &Path, words: &[&str]) {
-    let output = Command::new("gluster")
-        .arg("--mode=script")
-        .arg("--xml")
-        .arg(format!("--glusterd-sock={}", socket.display()))
-        .args(words)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("<opRet>0</opRet>"),
-        "gluster {words:?}: {stdout}"
-    );
+    gluster(socket, words).unwrap_or_else(|e| panic!("gluster {words:?}: {e}"));
 }
 
 /// `gluster volume create <name> replica 3 ... force` then `volume start`.

@@ -12,6 +12,7 @@ use tonic::Code;
 
 use crate::controller::{BrickError, BrickRemover, Provisioner, ProvisionerConfig};
 use crate::gluster::transport::CliArg;
+use crate::gluster::volume_set_words;
 use crate::gluster::{
     Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeLookup, VolumeStatus,
 };
@@ -189,11 +190,7 @@ impl Glusterd for FakeGlusterd {
         volume: &str,
         options: &[(String, String)],
     ) -> Result<(), GlusterError> {
-        let mut words = vec!["volume", "set", volume];
-        for (key, value) in options {
-            words.extend([key.as_str(), value.as_str()]);
-        }
-        self.write(&words)?;
+        self.write(&volume_set_words(volume, options))?;
         let mut state = self.state.lock().unwrap();
         let info = state
             .volumes

@@ -69,31 +69,7 @@ impl Ownership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gluster::Brick;
-
-    fn volume(name: &str, status: VolumeStatus, options: &[(&str, &str)]) -> VolumeInfo {
-        VolumeInfo {
-            name: name.into(),
-            id: "id".into(),
-            status,
-            replica_count: 3,
-            arbiter_count: 0,
-            type_name: "Replicate".into(),
-            bricks: ["a", "b", "c"]
-                .iter()
-                .map(|h| Brick {
-                    host: h.to_string(),
-                    path: format!("/data/glusterfs/{name}"),
-                    host_uuid: format!("uuid-{h}"),
-                    is_arbiter: false,
-                })
-                .collect(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
+    use crate::fakes::volume_info as volume;
 
     #[test]
     fn marked_volumes_are_ours() {

@@ -1109,4 +1109,18 @@ async fn gluster_sessions_recover() {
     );
     driver.start_glusterd(&first.address);
     assert!(pool.run(&list).await.unwrap().contains("<volList>"));
+
+    // Without --server-name, the controller learns its own peer name from
+    // another peer (glusterd itself calls it "localhost").
+    use glusterfs_csi::gluster::{GlusterCli, Glusterd, LockRetry};
+    let cli = GlusterCli::new(
+        std::sync::Arc::new(pool),
+        "gluster",
+        None,
+        LockRetry::default(),
+    );
+    let peers = cli.peers().await.unwrap();
+    let local = peers.iter().find(|p| p.is_local).unwrap();
+    assert_eq!(local.hostname, first.address);
+    assert_eq!(peers.len(), 3);
 }

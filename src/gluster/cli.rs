@@ -208,11 +208,9 @@ impl Glusterd for GlusterCli {
         volume: &str,
         options: &[(String, String)],
     ) -> Result<(), GlusterError> {
-        let mut words = vec!["volume", "set", volume];
-        for (key, value) in options {
-            words.extend([key.as_str(), value.as_str()]);
-        }
-        self.exec_ok(&words, Some(volume)).await.map(drop)
+        self.exec_ok(&volume_set_words(volume, options), Some(volume))
+            .await
+            .map(drop)
     }
 
     async fn start_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError> {
@@ -265,6 +263,18 @@ impl Glusterd for GlusterCli {
             .await
             .cloned()
     }
+}
+
+/// `volume set V k1 v1 k2 v2 ...`: several options in one transaction.
+pub(crate) fn volume_set_words<'a>(
+    volume: &'a str,
+    options: &'a [(String, String)],
+) -> Vec<&'a str> {
+    let mut words = vec!["volume", "set", volume];
+    for (key, value) in options {
+        words.extend([key.as_str(), value.as_str()]);
+    }
+    words
 }
 
 fn failure(words: &[&str], volume: Option<&str>, envelope: &Envelope) -> GlusterError {

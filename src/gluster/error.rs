@@ -150,17 +150,12 @@ mod tests {
     use super::*;
     use crate::gluster::xml::Envelope;
 
-    fn fixture(name: &str) -> Envelope {
-        let path = format!(
-            "{}/tests/fixtures/gluster/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        Envelope::parse("test", &text).unwrap()
+    fn envelope(name: &str) -> Envelope {
+        Envelope::parse("test", &crate::gluster::fixture(name)).unwrap()
     }
 
     fn classify_fixture(name: &str, command: &str, volume: &str) -> GlusterError {
-        let envelope = fixture(name);
+        let envelope = envelope(name);
         assert_eq!(envelope.op_ret, -1, "{name} is a failure fixture");
         classify(
             command,
@@ -252,13 +247,13 @@ mod tests {
     #[test]
     fn start_and_stop_idempotency_texts() {
         assert!(is_already_started(
-            &fixture("volume_start_already.xml").op_errstr
+            &envelope("volume_start_already.xml").op_errstr
         ));
         assert!(is_not_started(
-            &fixture("volume_stop_not_started.xml").op_errstr
+            &envelope("volume_stop_not_started.xml").op_errstr
         ));
         assert!(!is_already_started(
-            &fixture("volume_start_missing.xml").op_errstr
+            &envelope("volume_start_missing.xml").op_errstr
         ));
     }
 }

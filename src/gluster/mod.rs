@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+#[cfg(test)]
+pub(crate) use cli::volume_set_words;
 pub use cli::{GlusterCli, LockRetry};
 pub use error::GlusterError;
 pub use lookup::RemoteVolumeLookup;
@@ -111,4 +113,14 @@ pub trait VolumeLookup: Send + Sync {
         server: &str,
         volume: &str,
     ) -> Result<Option<VolumeStatus>, GlusterError>;
+}
+
+/// Output captured from the real gluster CLI, kept under tests/fixtures.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/gluster/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

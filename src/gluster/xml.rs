@@ -211,13 +211,7 @@ fn bad(command: &str, detail: &str) -> GlusterError {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/gluster/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(path).unwrap()
-    }
+    use crate::gluster::fixture;
 
     fn envelope(name: &str) -> Envelope {
         Envelope::parse("test", &fixture(name)).unwrap()
