@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bricks::ssh::SshBrickRemover;
 use crate::bricks::{AgentBrickRemover, BrickAgentService};
+use crate::controller::BrickRemover;
 use crate::controller::{Provisioner, ProvisionerConfig};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
 };
+use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
+use crate::gluster::{Glusterd, SshCli, SshConfig};
 use crate::mount::SystemMounter;
 use crate::node::{NodeConfig, NodeVolumes};
 use crate::proto::brick_agent::brick_agent_server::BrickAgentServer;
@@ -45,6 +49,85 @@ pub enum Mode {
     Node(NodeArgs),
     /// Everything in one process against a throwaway local Gluster cluster.
     Dev(crate::dev::DevArgs),
+    /// On a Gluster server: what the controller's ssh key may run (set it as
+    /// the key's forced command).
+    SshCommand(crate::ssh_command::SshCommandArgs),
+}
+
+/// How the controller reaches glusterd.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlusterdAccess {
+    /// glusterd's unix socket, mounted from the host (hyperconverged).
+    Socket,
+    /// ssh to the Gluster servers, failing over between them (external).
+    Ssh,
+}
+
+/// How brick directories of deleted volumes are removed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrickCleanup {
+    /// The brick agent of the node plugin on each server (hyperconverged).
+    Agent,
+    /// `glusterfs-csi ssh-command remove-brick` over ssh (external).
+    Ssh,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SshArgs {
+    /// Gluster servers to run gluster commands on, in order of preference.
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_SERVERS", value_delimiter = ',')]
+    pub ssh_servers: Vec<String>,
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_PORT", default_value_t = 22)]
+    pub ssh_port: u16,
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_USER", default_value = "root")]
+    pub ssh_user: String,
+    /// Private key (from a Secret).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_IDENTITY",
+        default_value = "/etc/glusterfs-csi/ssh/identity"
+    )]
+    pub ssh_identity: PathBuf,
+    /// The servers' host keys, in known_hosts format (from a Secret).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_KNOWN_HOSTS",
+        default_value = "/etc/glusterfs-csi/ssh/known_hosts"
+    )]
+    pub ssh_known_hosts: PathBuf,
+    /// Remote command giving a gluster CLI that reads commands on stdin.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_GLUSTER_COMMAND",
+        default_value = "glusterfs-csi ssh-command gluster"
+    )]
+    pub ssh_gluster_command: String,
+    /// Remote command that removes a brick directory (JSON on stdin).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_BRICK_COMMAND",
+        default_value = "glusterfs-csi ssh-command remove-brick"
+    )]
+    pub ssh_brick_command: String,
+}
+
+impl SshArgs {
+    /// The ssh settings; `servers` only matter for gluster commands (brick
+    /// removal goes to each brick's own server).
+    fn config(&self) -> Result<SshConfig, String> {
+        let config = SshConfig {
+            servers: self.ssh_servers.clone(),
+            port: self.ssh_port,
+            user: self.ssh_user.clone(),
+            identity: self.ssh_identity.clone(),
+            known_hosts: self.ssh_known_hosts.clone(),
+            connect_timeout: Duration::from_secs(5),
+        };
+        config
+            .validate()
+            .map_err(|e| format!("ssh settings: {e}"))?;
+        Ok(config)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +184,14 @@ pub struct ControllerArgs {
     /// Long-lived gluster CLI sessions kept for concurrent commands.
     #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_SESSIONS", default_value_t = 8)]
     pub gluster_sessions: usize,
+    /// How to reach glusterd.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTERD_ACCESS", value_enum, default_value_t = GlusterdAccess::Socket)]
+    pub glusterd_access: GlusterdAccess,
+    /// How brick directories of deleted volumes are removed.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_CLEANUP", value_enum, default_value_t = BrickCleanup::Agent)]
+    pub brick_cleanup: BrickCleanup,
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// Port of the brick agents run by the node plugin on every server.
     #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_PORT", default_value_t = DEFAULT_BRICK_AGENT_PORT)]
     pub brick_agent_port: u16,
@@ -147,6 +238,7 @@ pub async fn run(cli: Cli) -> AppResult<()> {
         Mode::Controller(args) => run_controller(args).await,
         Mode::Node(args) => run_node(args).await,
         Mode::Dev(args) => crate::dev::run(args).await,
+        Mode::SshCommand(args) => crate::ssh_command::run(args).await,
     }
 }
 
@@ -178,15 +270,42 @@ pub fn provisioner(
         .map_err(|e| format!("--default-brick-root: {e}"))?;
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
         .map_err(|e| format!("--mount-options: {e}"))?;
-    let glusterd = glusterd_client(
-        &args.glusterd,
-        args.gluster_sessions,
-        args.server_name.clone(),
-    );
-    let bricks = AgentBrickRemover::new(args.brick_agent_port, args.brick_agent_token.clone());
+    let timeout = Duration::from_secs(args.glusterd.gluster_timeout_seconds);
+    let glusterd: Arc<dyn Glusterd> = match args.glusterd_access {
+        GlusterdAccess::Socket => glusterd_client(
+            &args.glusterd,
+            args.gluster_sessions,
+            args.server_name.clone(),
+        ),
+        GlusterdAccess::Ssh => {
+            if args.ssh.ssh_servers.is_empty() {
+                return Err("--glusterd-access ssh needs --ssh-servers".into());
+            }
+            let command = parse_remote_command(&args.ssh.ssh_gluster_command)
+                .map_err(|e| format!("--ssh-gluster-command: {e}"))?;
+            let transport = SshCli::new(args.ssh.config()?, command, timeout);
+            Arc::new(GlusterCli::new(
+                Arc::new(transport),
+                args.glusterd.gluster_cli.clone(),
+                None,
+                LockRetry::default(),
+            ))
+        }
+    };
+    let bricks: Arc<dyn BrickRemover> = match args.brick_cleanup {
+        BrickCleanup::Agent => Arc::new(AgentBrickRemover::new(
+            args.brick_agent_port,
+            args.brick_agent_token.clone(),
+        )),
+        BrickCleanup::Ssh => {
+            let command = parse_remote_command(&args.ssh.ssh_brick_command)
+                .map_err(|e| format!("--ssh-brick-command: {e}"))?;
+            Arc::new(SshBrickRemover::new(args.ssh.config()?, command, timeout))
+        }
+    };
     Ok(Arc::new(Provisioner::new(
         glusterd,
-        Arc::new(bricks),
+        bricks,
         ProvisionerConfig {
             default_brick_root: args.default_brick_root.clone(),
             brick_dir_per_server,

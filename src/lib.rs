@@ -22,4 +22,5 @@ pub mod names;
 pub mod node;
 pub mod ownership;
 pub mod proto;
+pub mod ssh_command;
 pub mod volume_context;

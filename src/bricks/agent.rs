@@ -52,74 +52,96 @@ impl BrickAgentService {
             ))
         }
     }
+}
 
-    /// Decides whether the brick may go, from glusterd's own answers.
-    async fn authorize(&self, volume: &VolumeName, path: &Path) -> Result<(), Status> {
-        let gluster = |e: crate::gluster::GlusterError| {
-            Status::new(e.code(), format!("asking the local glusterd: {e}"))
-        };
-        let local_uuid = self.glusterd.local_uuid().await.map_err(gluster)?;
-        let path_str = path.to_string_lossy();
-        match self
-            .glusterd
-            .volume(volume.as_str())
-            .await
-            .map_err(gluster)?
-        {
-            Some(info) => {
-                if !matches!(Ownership::of(&info), Ownership::Ours { deleting: true, .. }) {
-                    return Err(Status::failed_precondition(format!(
-                        "gluster volume {volume} is not marked for deletion by this driver"
-                    )));
-                }
-                if info.status == VolumeStatus::Started {
-                    return Err(Status::failed_precondition(format!(
-                        "gluster volume {volume} is still started"
-                    )));
-                }
-                let listed = info
-                    .bricks
-                    .iter()
-                    .any(|b| b.host_uuid == local_uuid && b.path == path_str);
-                if !listed {
-                    return Err(Status::permission_denied(format!(
-                        "{path_str} is not a brick of {volume} on this server"
-                    )));
-                }
-                Ok(())
+/// Removes a brick directory if, and only if, glusterd says it may go (see
+/// the module comment). Returns false when nothing was there. Shared by the
+/// gRPC agent and `glusterfs-csi ssh-command remove-brick`.
+pub async fn remove_brick(
+    glusterd: &dyn Glusterd,
+    volume: &str,
+    path: &str,
+) -> Result<bool, Status> {
+    let volume = VolumeName::parse(volume).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "volume: {volume:?} is not a volume name this driver makes"
+        ))
+    })?;
+    let path = brick_path(path, &volume)?;
+    authorize(glusterd, &volume, &path).await?;
+    let target = path.clone();
+    let removed = tokio::task::spawn_blocking(move || remove::remove_tree(&target))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("removing {}: {e}", path.display())))?;
+    tracing::info!(volume = %volume, path = %path.display(), removed, "brick directory removed");
+    Ok(removed)
+}
+
+/// Decides whether the brick may go, from glusterd's own answers.
+async fn authorize(
+    glusterd: &dyn Glusterd,
+    volume: &VolumeName,
+    path: &Path,
+) -> Result<(), Status> {
+    let gluster = |e: crate::gluster::GlusterError| {
+        Status::new(e.code(), format!("asking the local glusterd: {e}"))
+    };
+    let local_uuid = glusterd.local_uuid().await.map_err(gluster)?;
+    let path_str = path.to_string_lossy();
+    match glusterd.volume(volume.as_str()).await.map_err(gluster)? {
+        Some(info) => {
+            if !matches!(Ownership::of(&info), Ownership::Ours { deleting: true, .. }) {
+                return Err(Status::failed_precondition(format!(
+                    "gluster volume {volume} is not marked for deletion by this driver"
+                )));
             }
-            None => {
-                let in_use = self
-                    .glusterd
-                    .volumes()
-                    .await
-                    .map_err(gluster)?
-                    .iter()
-                    .flat_map(|v| v.bricks.iter().map(move |b| (v, b)))
-                    .find(|(_, b)| b.host_uuid == local_uuid && b.path == path_str)
-                    .map(|(v, _)| v.name.clone());
-                if let Some(owner) = in_use {
-                    return Err(Status::permission_denied(format!(
-                        "{path_str} is a brick of gluster volume {owner}"
-                    )));
-                }
-                match inspect(path).await? {
-                    BrickDir::Missing => Ok(()),
-                    BrickDir::NotADirectory => Err(Status::failed_precondition(format!(
-                        "{path_str} is not a directory"
-                    ))),
-                    BrickDir::Directory {
-                        is_brick: false, ..
-                    } => Err(Status::failed_precondition(format!(
-                        "{path_str} is not a gluster brick directory; leaving it"
-                    ))),
-                    BrickDir::Directory {
-                        holds_data: true, ..
-                    } => Err(Status::failed_precondition(format!(
-                        "{path_str} belongs to no volume but holds data; leaving it for an admin"
-                    ))),
-                    BrickDir::Directory { .. } => Ok(()),
-                }
+            if info.status == VolumeStatus::Started {
+                return Err(Status::failed_precondition(format!(
+                    "gluster volume {volume} is still started"
+                )));
+            }
+            let listed = info
+                .bricks
+                .iter()
+                .any(|b| b.host_uuid == local_uuid && b.path == path_str);
+            if !listed {
+                return Err(Status::permission_denied(format!(
+                    "{path_str} is not a brick of {volume} on this server"
+                )));
+            }
+            Ok(())
+        }
+        None => {
+            let in_use = glusterd
+                .volumes()
+                .await
+                .map_err(gluster)?
+                .iter()
+                .flat_map(|v| v.bricks.iter().map(move |b| (v, b)))
+                .find(|(_, b)| b.host_uuid == local_uuid && b.path == path_str)
+                .map(|(v, _)| v.name.clone());
+            if let Some(owner) = in_use {
+                return Err(Status::permission_denied(format!(
+                    "{path_str} is a brick of gluster volume {owner}"
+                )));
+            }
+            match inspect(path).await? {
+                BrickDir::Missing => Ok(()),
+                BrickDir::NotADirectory => Err(Status::failed_precondition(format!(
+                    "{path_str} is not a directory"
+                ))),
+                BrickDir::Directory {
+                    is_brick: false, ..
+                } => Err(Status::failed_precondition(format!(
+                    "{path_str} is not a gluster brick directory; leaving it"
+                ))),
+                BrickDir::Directory {
+                    holds_data: true, ..
+                } => Err(Status::failed_precondition(format!(
+                    "{path_str} belongs to no volume but holds data; leaving it for an admin"
+                ))),
+                BrickDir::Directory { .. } => Ok(()),
             }
         }
     }
@@ -133,20 +155,7 @@ impl BrickAgent for BrickAgentService {
     ) -> Result<Response<RemoveBrickResponse>, Status> {
         self.check_token(&request)?;
         let request = request.into_inner();
-        let volume = VolumeName::parse(&request.volume).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "volume: {:?} is not a volume name this driver makes",
-                request.volume
-            ))
-        })?;
-        let path = brick_path(&request.path, &volume)?;
-        self.authorize(&volume, &path).await?;
-        let target = path.clone();
-        let removed = tokio::task::spawn_blocking(move || remove::remove_tree(&target))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("removing {}: {e}", path.display())))?;
-        tracing::info!(volume = %volume, path = %path.display(), removed, "brick directory removed");
+        let removed = remove_brick(self.glusterd.as_ref(), &request.volume, &request.path).await?;
         Ok(Response::new(RemoveBrickResponse { removed }))
     }
 }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod client;
 pub mod remove;
+pub mod ssh;
 
 pub use agent::BrickAgentService;
 pub use client::AgentBrickRemover;

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::app::{self, AppResult, CommonArgs, ControllerArgs, GlusterdArgs, NodeArgs};
+use clap::Parser;
+
+use crate::app::{self, AppResult, Cli, GlusterdArgs, Mode};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
 };
@@ -64,33 +66,51 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     let (agent_listeners, port) = bind_agents(&description.addresses()).await?;
     cluster.set_brick_agent_port(port)?;
 
+    // The controller and node of a dev cluster take the same flags a user
+    // would give them, through the same parser.
     let first = &description.servers[0];
+    let endpoint = format!("unix://{}", description.csi_socket.display());
+    let common = [
+        "--endpoint".to_string(),
+        endpoint,
+        "--driver-name".to_string(),
+        args.driver_name.clone(),
+        "--gluster-cli".to_string(),
+        args.gluster_cli.to_string_lossy().into_owned(),
+        "--glusterd-socket".to_string(),
+        first.glusterd_socket.to_string_lossy().into_owned(),
+    ];
+    let Mode::Controller(controller_args) = parse_mode(
+        "controller",
+        common.iter().cloned().chain([
+            "--server-name".to_string(),
+            first.address.clone(),
+            "--default-brick-root".to_string(),
+            description.brick_root.to_string_lossy().into_owned(),
+            "--brick-agent-port".to_string(),
+            port.to_string(),
+            "--brick-agent-token".to_string(),
+            token.clone(),
+        ]),
+    )?
+    else {
+        unreachable!("parsed as controller");
+    };
+    let Mode::Node(node_args) = parse_mode(
+        "node",
+        common.iter().cloned().chain([
+            "--node-id".to_string(),
+            args.node_id.clone(),
+            "--mount-log-dir".to_string(),
+            description.mount_log_dir.to_string_lossy().into_owned(),
+        ]),
+    )?
+    else {
+        unreachable!("parsed as node");
+    };
     let glusterd_args = |socket: &std::path::Path| GlusterdArgs {
         glusterd_socket: socket.to_path_buf(),
-        gluster_cli: args.gluster_cli.clone(),
-        gluster_timeout_seconds: 120,
-    };
-    let common = CommonArgs {
-        endpoint: format!("unix://{}", description.csi_socket.display()),
-        driver_name: args.driver_name.clone(),
-    };
-    let controller_args = ControllerArgs {
-        common: common.clone(),
-        glusterd: glusterd_args(&first.glusterd_socket),
-        server_name: Some(first.address.clone()),
-        default_brick_root: description.brick_root.to_string_lossy().into_owned(),
-        gluster_sessions: 8,
-        brick_agent_port: port,
-        brick_agent_token: Some(token.clone()),
-        mount_options: Vec::new(),
-    };
-    let node_args = NodeArgs {
-        common,
-        node_id: args.node_id.clone(),
-        mount_log_dir: Some(description.mount_log_dir.clone()),
-        brick_agent_listen: None,
-        brick_agent_token: None,
-        glusterd: glusterd_args(&first.glusterd_socket),
+        ..node_args.glusterd.clone()
     };
     let provisioner = app::provisioner(&controller_args, true)?;
     let volumes = app::node_volumes(&node_args);
@@ -129,6 +149,14 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)
+}
+
+/// `glusterfs-csi <mode> <flags>` through the command-line parser.
+fn parse_mode(mode: &str, flags: impl Iterator<Item = String>) -> AppResult<Mode> {
+    let argv = ["glusterfs-csi".to_string(), mode.to_string()]
+        .into_iter()
+        .chain(flags);
+    Ok(Cli::try_parse_from(argv)?.mode)
 }
 
 /// One listener per server address, all on the same free port.

@@ -1,8 +1,8 @@
 //! [`Glusterd`] over the gluster CLI (`--mode=script --xml`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,10 +36,12 @@ pub struct GlusterCli {
     transport: Arc<dyn CliTransport>,
     /// The CLI binary, for read-only `--remote-host` questions to peers.
     program: PathBuf,
-    /// Name the other peers know the local glusterd by; asked of them when
-    /// not configured.
-    local_hostname: OnceCell<String>,
-    local_uuid: OnceCell<String>,
+    /// Name the other peers know the local glusterd by, when configured
+    /// (`--server-name`; only for a transport that never fails over).
+    server_name: Option<String>,
+    /// Peer names by uuid, as peers report each other. glusterd calls itself
+    /// "localhost"; its real name is what the others call it.
+    names: Mutex<HashMap<String, String>>,
     settable: OnceCell<Arc<BTreeSet<String>>>,
     retry: LockRetry,
 }
@@ -48,21 +50,17 @@ impl GlusterCli {
     pub fn new(
         transport: Arc<dyn CliTransport>,
         program: impl Into<PathBuf>,
-        local_hostname: Option<String>,
+        server_name: Option<String>,
         retry: LockRetry,
     ) -> Self {
         GlusterCli {
             transport,
             program: program.into(),
-            local_hostname: OnceCell::new_with(local_hostname),
-            local_uuid: OnceCell::new(),
+            server_name,
+            names: Mutex::new(HashMap::new()),
             settable: OnceCell::new(),
             retry,
         }
-    }
-
-    pub fn address(&self) -> &GlusterdAddress {
-        self.transport.address()
     }
 
     /// Runs a command and parses its envelope; retries lock contention with
@@ -105,8 +103,19 @@ impl GlusterCli {
         Ok(envelope)
     }
 
-    async fn discover_local_hostname(&self, peers: &[Peer]) -> Result<String, GlusterError> {
-        let uuid = self.local_uuid().await?;
+    /// Learns peer names from `pool list` answers: ours, then, for the
+    /// glusterd we talk to, from the other peers' (read-only `--remote-host`).
+    async fn name_of_local(&self, peers: &[Peer]) -> Result<Option<String>, GlusterError> {
+        let Some(local) = peers.iter().find(|p| p.is_local) else {
+            return Ok(None);
+        };
+        if let Some(name) = &self.server_name {
+            return Ok(Some(name.clone()));
+        }
+        self.remember(peers);
+        if let Some(name) = self.known_name(&local.uuid) {
+            return Ok(Some(name));
+        }
         let mut last_error = None;
         for peer in peers.iter().filter(|p| !p.is_local && p.connected) {
             let remote = OneShotCli::new(
@@ -115,27 +124,41 @@ impl GlusterCli {
                 Duration::from_secs(10),
             );
             let command = CliCommand::new(vec![CliArg::new("pool")?, CliArg::new("list")?]);
-            let answer = remote
+            match remote
                 .run(&command)
                 .await
-                .and_then(|xml| Envelope::parse(&command.name, &xml)?.peers());
-            match answer {
-                Ok(their_view) => {
-                    if let Some(me) = their_view.iter().find(|p| p.uuid == uuid) {
-                        return Ok(me.hostname.clone());
-                    }
-                }
+                .and_then(|xml| Envelope::parse(&command.name, &xml)?.peers())
+            {
+                Ok(their_view) => self.remember(&their_view),
                 Err(e) => last_error = Some(e),
+            }
+            if let Some(name) = self.known_name(&local.uuid) {
+                return Ok(Some(name));
             }
         }
         Err(GlusterError::Unreachable {
-            target: self.address().to_string(),
+            target: self.transport.describe(),
             detail: format!(
-                "cannot learn the name other peers use for this server (no connected peer answered{}); \
-                 configure it with --server-name",
+                "cannot learn the name other peers use for this server (no connected peer \
+                 answered{}); configure it with --server-name",
                 last_error.map(|e| format!(": {e}")).unwrap_or_default()
             ),
         })
+    }
+
+    fn remember(&self, peers: &[Peer]) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for peer in peers.iter().filter(|p| !p.is_local) {
+            names.insert(peer.uuid.clone(), peer.hostname.clone());
+        }
+    }
+
+    fn known_name(&self, uuid: &str) -> Option<String> {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uuid)
+            .cloned()
     }
 }
 
@@ -143,12 +166,7 @@ impl GlusterCli {
 impl Glusterd for GlusterCli {
     async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
         let mut peers = self.exec_ok(&["pool", "list"], None).await?.peers()?;
-        if peers.iter().any(|p| p.is_local) {
-            let name = self
-                .local_hostname
-                .get_or_try_init(|| self.discover_local_hostname(&peers))
-                .await?
-                .clone();
+        if let Some(name) = self.name_of_local(&peers).await? {
             for peer in peers.iter_mut().filter(|p| p.is_local) {
                 peer.hostname = name.clone();
             }
@@ -157,14 +175,9 @@ impl Glusterd for GlusterCli {
     }
 
     async fn local_uuid(&self) -> Result<String, GlusterError> {
-        self.local_uuid
-            .get_or_try_init(|| async {
-                self.exec_ok(&["system::", "uuid", "get"], None)
-                    .await?
-                    .uuid()
-            })
-            .await
-            .cloned()
+        self.exec_ok(&["system::", "uuid", "get"], None)
+            .await?
+            .uuid()
     }
 
     async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, GlusterError> {

@@ -4,6 +4,7 @@
 mod cli;
 pub mod error;
 mod lookup;
+pub mod ssh;
 pub mod transport;
 pub mod xml;
 
@@ -17,6 +18,7 @@ pub(crate) use cli::volume_set_words;
 pub use cli::{GlusterCli, LockRetry};
 pub use error::GlusterError;
 pub use lookup::RemoteVolumeLookup;
+pub use ssh::{SshCli, SshConfig};
 pub use transport::{CliTransport, GlusterdAddress, OneShotCli, SessionPool};
 
 /// A member of the trusted storage pool.

@@ -84,7 +84,12 @@ impl CliCommand {
         self
     }
 
-    fn line(&self) -> String {
+    pub fn end_tag(&self) -> &'static str {
+        self.end_tag
+    }
+
+    /// The command as one line of plain words, for a CLI reading stdin.
+    pub fn line(&self) -> String {
         let mut line = self
             .words
             .iter()
@@ -153,7 +158,8 @@ impl std::fmt::Display for GlusterdAddress {
 #[async_trait]
 pub trait CliTransport: Send + Sync {
     async fn run(&self, command: &CliCommand) -> Result<String, GlusterError>;
-    fn address(&self) -> &GlusterdAddress;
+    /// Where commands go, for messages.
+    fn describe(&self) -> String;
 }
 
 /// One `gluster --mode=script --xml ...` process per command.
@@ -197,8 +203,8 @@ impl CliTransport for OneShotCli {
         Err(classify_cli_failure(&command.name, &self.address, &text))
     }
 
-    fn address(&self) -> &GlusterdAddress {
-        &self.address
+    fn describe(&self) -> String {
+        self.address.to_string()
     }
 }
 
@@ -314,8 +320,8 @@ impl CliTransport for SessionPool {
         }
     }
 
-    fn address(&self) -> &GlusterdAddress {
-        &self.address
+    fn describe(&self) -> String {
+        self.address.to_string()
     }
 }
 

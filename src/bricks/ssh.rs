@@ -1,0 +1,115 @@
+//! Brick removal over ssh, for Gluster servers outside Kubernetes: the
+//! controller runs a fixed remote command (`glusterfs-csi ssh-command
+//! remove-brick`) and writes the request to its stdin as JSON. The server
+//! side applies the same glusterd checks as the brick agent.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tonic::Code;
+
+use crate::controller::{BrickError, BrickRemover};
+use crate::gluster::SshConfig;
+use crate::names::VolumeName;
+
+/// What the controller sends (stdin of the remote command).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoveBrickRequest {
+    pub volume: String,
+    pub path: String,
+}
+
+/// What the server answers (stdout of the remote command).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoveBrickAnswer {
+    Removed(bool),
+    Refused { code: i32, message: String },
+}
+
+pub struct SshBrickRemover {
+    ssh: SshConfig,
+    remote_command: Vec<String>,
+    timeout: Duration,
+}
+
+impl SshBrickRemover {
+    pub fn new(ssh: SshConfig, remote_command: Vec<String>, timeout: Duration) -> Self {
+        SshBrickRemover {
+            ssh,
+            remote_command,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl BrickRemover for SshBrickRemover {
+    async fn remove(
+        &self,
+        host: &str,
+        volume: &VolumeName,
+        path: &str,
+    ) -> Result<bool, BrickError> {
+        let error = |code: Code, message: String| BrickError {
+            host: host.to_string(),
+            path: path.to_string(),
+            message,
+            code,
+        };
+        let request = serde_json::to_vec(&RemoveBrickRequest {
+            volume: volume.to_string(),
+            path: path.to_string(),
+        })
+        .map_err(|e| error(Code::Internal, e.to_string()))?;
+        let output = self
+            .ssh
+            .run(host, &self.remote_command, &request, self.timeout)
+            .await
+            .map_err(|e| error(Code::Internal, format!("running ssh: {e}")))?
+            .ok_or_else(|| {
+                error(
+                    Code::DeadlineExceeded,
+                    format!("no answer over ssh within {}s", self.timeout.as_secs()),
+                )
+            })?;
+        match serde_json::from_str::<RemoveBrickAnswer>(output.stdout.trim()) {
+            Ok(RemoveBrickAnswer::Removed(removed)) => Ok(removed),
+            Ok(RemoveBrickAnswer::Refused { code, message }) => Err(error(
+                Code::from(code),
+                format!("{host} refused: {message}"),
+            )),
+            Err(_) => Err(error(
+                Code::Unavailable,
+                format!(
+                    "ssh {}@{host} `{}` failed (exit {:?}): {}",
+                    self.ssh.user,
+                    self.remote_command.join(" "),
+                    output.status,
+                    output.stderr.trim()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let answer = serde_json::to_string(&RemoveBrickAnswer::Removed(true)).unwrap();
+        assert_eq!(answer, r#"{"removed":true}"#);
+        let refused = RemoveBrickAnswer::Refused {
+            code: Code::FailedPrecondition as i32,
+            message: "still started".into(),
+        };
+        let text = serde_json::to_string(&refused).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RemoveBrickAnswer>(&text).unwrap(),
+            refused
+        );
+    }
+}

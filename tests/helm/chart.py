@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""The Helm chart, offline: lint, render, validate, write deploy/.
+
+Uses Helm's own Go SDK through helm-python-sdk (no helm binary, no cluster)
+and the Kubernetes OpenAPI schemas shipped in kubernetes-validate.
+
+    chart.py lint                         -> JSON lint result
+    chart.py render OUT [VALUES.yaml...]   -> one file per template in OUT
+    chart.py validate DIR                 -> validates every object in DIR/*.yaml
+    chart.py containers DIR               -> JSON: every container of every pod spec
+    chart.py wiring DIR                   -> JSON: paths and ports that must agree
+    chart.py write-deploy                 -> renders the defaults into deploy/
+"""
+
+import json
+import pathlib
+import sys
+
+import helm_python
+import kubernetes_validate
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "glusterfs-csi"
+DEPLOY = ROOT / "deploy"
+RELEASE = "glusterfs-csi"
+NAMESPACE = "glusterfs-csi"
+# Oldest and newest Kubernetes schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ["1.25", "1.37"]
+
+
+def render(values_files):
+    values = {}
+    for path in values_files:
+        values = merge(values, yaml.safe_load(pathlib.Path(path).read_text()) or {})
+    chart = helm_python.Chart.load(str(CHART))
+    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    return {
+        pathlib.Path(template).name: text.strip() + "\n"
+        for template, text in rendered.items()
+        if template.endswith(".yaml") and text.strip()
+    }
+
+
+def merge(base, override):
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def documents(directory):
+    for path in sorted(pathlib.Path(directory).glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                yield path.name, doc
+
+
+def validate(directory):
+    problems = []
+    count = 0
+    for name, doc in documents(directory):
+        count += 1
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{name}: {doc['kind']} {doc['metadata']['name']} (k8s {version}): {e.message}")
+    return {"objects": count, "problems": problems}
+
+
+def containers(directory):
+    found = []
+    for name, doc in documents(directory):
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec") or (spec if doc["kind"] == "Pod" else None)
+        if not pod:
+            continue
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            found.append(
+                {
+                    "file": name,
+                    "workload": f"{doc['kind']}/{doc['metadata']['name']}",
+                    "container": container["name"],
+                    "image": container["image"],
+                    "args": container.get("args", []),
+                    "command": container.get("command", []),
+                    "env": [e["name"] for e in container.get("env", [])],
+                }
+            )
+    return found
+
+
+def flag(args, name):
+    prefix = f"--{name}="
+    return next((a[len(prefix):] for a in args if a.startswith(prefix)), None)
+
+
+def mounted(container, volumes, path):
+    """The volume mounted at (or above) `path` in `container`, if any."""
+    best = None
+    for mount in container.get("volumeMounts", []):
+        mount_path = mount["mountPath"].rstrip("/")
+        if path == mount_path or path.startswith(mount_path + "/"):
+            if best is None or len(mount_path) > len(best[0]["mountPath"]):
+                best = (mount, volumes.get(mount["name"]))
+    return best
+
+
+def wiring(directory):
+    """What a kubelet would only find out on a node: sockets, mounts and
+    ports that must line up between containers, volumes and flags."""
+    problems = []
+    driver_names = {doc["metadata"]["name"] for _, doc in documents(directory) if doc["kind"] == "CSIDriver"}
+    storage_classes = [doc for _, doc in documents(directory) if doc["kind"] == "StorageClass"]
+    for sc in storage_classes:
+        if sc["provisioner"] not in driver_names:
+            problems.append(f"StorageClass {sc['metadata']['name']}: provisioner {sc['provisioner']} is no CSIDriver")
+    for _, doc in documents(directory):
+        if doc["kind"] not in ("StatefulSet", "DaemonSet"):
+            continue
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        containers = {c["name"]: c for c in pod["containers"]}
+        for c in pod["containers"]:
+            for m in c.get("volumeMounts", []):
+                if m["name"] not in volumes:
+                    problems.append(f"{where}/{c['name']}: mounts undefined volume {m['name']}")
+        driver = containers["glusterfs-csi"]
+        args = driver["args"]
+        endpoint = flag(args, "endpoint")
+        socket = endpoint.removeprefix("unix://")
+        socket_volume = mounted(driver, volumes, socket)
+        if not socket_volume:
+            problems.append(f"{where}: CSI socket {socket} is on no volume")
+        for name, c in containers.items():
+            address = flag(c.get("args", []), "csi-address")
+            if address and mounted(c, volumes, address) is None:
+                problems.append(f"{where}/{name}: --csi-address {address} is on no volume")
+            elif address and mounted(c, volumes, address)[1] != socket_volume[1]:
+                problems.append(f"{where}/{name}: --csi-address is not the driver's socket volume")
+        ports = {p["name"]: p["containerPort"] for p in driver.get("ports", [])}
+        probe = containers.get("liveness-probe")
+        health = flag(probe["args"], "http-endpoint") if probe else None
+        if not health or int(health.rsplit(":", 1)[1]) != ports.get("healthz"):
+            problems.append(f"{where}: livenessprobe listens on {health}, probes go to {ports.get('healthz')}")
+        for kind in ("livenessProbe", "readinessProbe"):
+            if driver.get(kind, {}).get("httpGet", {}).get("port") != "healthz":
+                problems.append(f"{where}: {kind} is not wired to the healthz port")
+        glusterd_socket = flag(args, "glusterd-socket")
+        if glusterd_socket and (flag(args, "brick-agent-listen") or flag(args, "glusterd-access") == "socket"):
+            found = mounted(driver, volumes, glusterd_socket)
+            if not found or "hostPath" not in (found[1] or {}):
+                problems.append(f"{where}: --glusterd-socket {glusterd_socket} is on no host path")
+        if flag(args, "glusterd-access") == "ssh" or flag(args, "brick-cleanup") == "ssh":
+            for key in ("ssh-identity", "ssh-known-hosts"):
+                found = mounted(driver, volumes, flag(args, key))
+                if not found or "secret" not in (found[1] or {}):
+                    problems.append(f"{where}: --{key} is not on a Secret volume")
+        if doc["kind"] == "DaemonSet":
+            registrar = containers["node-driver-registrar"]
+            registration = flag(registrar["args"], "kubelet-registration-path")
+            plugin_dir = socket_volume[1]["hostPath"]["path"] if socket_volume else None
+            if registration != f"{plugin_dir}/{socket.rsplit('/', 1)[1]}":
+                problems.append(f"{where}: kubelet registration path {registration} is not the socket's host path {plugin_dir}")
+            if not any(driver_name in registration for driver_name in driver_names):
+                problems.append(f"{where}: registration path names no CSIDriver")
+            kubelet = next((m for m in driver["volumeMounts"] if m.get("mountPropagation") == "Bidirectional"), None)
+            if not kubelet or not registration.startswith(kubelet["mountPath"] + "/"):
+                problems.append(f"{where}: the kubelet directory is not mounted Bidirectional")
+            if not driver.get("securityContext", {}).get("privileged"):
+                problems.append(f"{where}: the node plugin must be privileged to mount")
+            if flag(args, "brick-agent-listen"):
+                for sc in storage_classes:
+                    root = sc.get("parameters", {}).get("brickRoot")
+                    if root and not mounted(driver, volumes, root + "/x"):
+                        problems.append(f"{where}: brickRoot {root} of {sc['metadata']['name']} is not mounted for the agent")
+    return problems
+
+
+def write(directory, files):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
+def main(argv):
+    command = argv[1] if len(argv) > 1 else ""
+    if command == "lint":
+        print(json.dumps(helm_python.lint(str(CHART), strict=True)))
+    elif command == "render":
+        write(pathlib.Path(argv[2]), render(argv[3:]))
+    elif command == "validate":
+        print(json.dumps(validate(argv[2])))
+    elif command == "containers":
+        print(json.dumps(containers(argv[2])))
+    elif command == "wiring":
+        print(json.dumps(wiring(argv[2])))
+    elif command == "write-deploy":
+        for old in DEPLOY.glob("*.yaml"):
+            old.unlink()
+        write(DEPLOY, render([]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,294 @@
+//! Packaging, checked offline: the Helm chart lints clean and renders, with
+//! default and non-default values, into objects that validate against the
+//! Kubernetes schemas; `deploy/` is exactly the default render; every
+//! argument and environment variable our container gets is one the binary
+//! itself accepts; the image builds the binary the manifests run.
+//!
+//! Uses tests/helm/chart.py (Helm's Go SDK via helm-python-sdk, schemas from
+//! kubernetes-validate).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_glusterfs-csi");
+/// Value sets the chart is rendered with (None: the defaults).
+const VALUE_SETS: [Option<&str>; 3] = [
+    None,
+    Some("tests/helm/values-external.yaml"),
+    Some("tests/helm/values-hyperconverged.yaml"),
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_py(args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .arg(root().join("tests/helm/chart.py"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "chart.py {args:?} failed (pip install helm-python-sdk kubernetes-validate?):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Renders the chart into a fresh directory.
+fn render(values: Option<&str>) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec!["render", out.path().to_str().unwrap()];
+    args.extend(values);
+    chart_py(&args);
+    out
+}
+
+fn yaml_files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "yaml").then(|| {
+                (
+                    path.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&path).unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn chart_lints_clean() {
+    let lint = json(&chart_py(&["lint"]));
+    assert_eq!(lint["errors"], serde_json::json!([]), "{lint}");
+    assert_eq!(lint["messages"], serde_json::json!([]), "{lint}");
+}
+
+#[test]
+fn deploy_is_the_default_render() {
+    let rendered = yaml_files(render(None).path());
+    let deployed = yaml_files(&root().join("deploy"));
+    assert!(!rendered.is_empty());
+    assert_eq!(
+        rendered.keys().collect::<Vec<_>>(),
+        deployed.keys().collect::<Vec<_>>(),
+        "deploy/ has other files than the chart renders; run `python3 tests/helm/chart.py write-deploy`"
+    );
+    for (name, text) in &rendered {
+        assert_eq!(
+            &deployed[name], text,
+            "deploy/{name} differs from the default render; run `python3 tests/helm/chart.py write-deploy`"
+        );
+    }
+}
+
+#[test]
+fn every_render_is_made_of_valid_kubernetes_objects() {
+    for values in VALUE_SETS {
+        let out = render(values);
+        let result = json(&chart_py(&["validate", out.path().to_str().unwrap()]));
+        assert_eq!(
+            result["problems"],
+            serde_json::json!([]),
+            "{values:?}: {result}"
+        );
+        assert!(
+            result["objects"].as_u64().unwrap() >= 8,
+            "{values:?}: {result}"
+        );
+    }
+    let examples = json(&chart_py(&["validate", "deploy/examples"]));
+    assert_eq!(examples["problems"], serde_json::json!([]), "{examples}");
+    assert_eq!(examples["objects"], 2);
+}
+
+/// Environment variables a mode of the binary reads, from its own help.
+fn env_vars_of(mode: &str) -> Vec<String> {
+    let output = Command::new(BINARY)
+        .args([mode, "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn our_containers_get_only_flags_and_env_the_binary_accepts() {
+    let mut checked = 0;
+    for values in VALUE_SETS {
+        let out = render(values);
+        let containers = json(&chart_py(&["containers", out.path().to_str().unwrap()]));
+        for container in containers.as_array().unwrap() {
+            if container["container"] != "glusterfs-csi" {
+                continue;
+            }
+            let at = format!("{values:?} {}", container["workload"]);
+            assert_eq!(
+                container["command"],
+                serde_json::json!([]),
+                "{at}: the image's entrypoint runs"
+            );
+            let args: Vec<String> = container["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                !args.iter().any(|a| a.contains("$(")),
+                "{at}: no shell-style expansion needed: {args:?}"
+            );
+            // The binary's own parser: unknown flags or bad values fail
+            // before --help is reached.
+            let output = Command::new(BINARY)
+                .args(&args)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{at}: the binary refuses {args:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let known = env_vars_of(&args[0]);
+            for env in container["env"].as_array().unwrap() {
+                let env = env.as_str().unwrap();
+                assert!(
+                    known.iter().any(|k| k == env),
+                    "{at}: the binary does not read {env} ({known:?})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "controller and node in every render");
+}
+
+#[test]
+fn a_bad_flag_would_be_caught() {
+    // The check above relies on this: an unknown flag before --help fails.
+    let output = Command::new(BINARY)
+        .args(["controller", "--no-such-flag", "--help"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let output = Command::new(BINARY)
+        .args(["controller", "--glusterd-access=carrier-pigeon", "--help"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
+
+#[test]
+fn examples_use_a_storage_class_the_chart_makes() {
+    let classes = std::fs::read_to_string(root().join("deploy/40-storageclasses.yaml")).unwrap();
+    let pvc = std::fs::read_to_string(root().join("deploy/examples/pvc.yaml")).unwrap();
+    let wanted = pvc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("storageClassName:"))
+        .unwrap()
+        .trim();
+    assert!(classes.contains(&format!("name: {wanted}\n")), "{wanted}");
+}
+
+#[test]
+fn chart_refuses_inconsistent_values() {
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(values.path(), "glusterd:\n  access: ssh\n").unwrap();
+    let output = Command::new("python3")
+        .arg(root().join("tests/helm/chart.py"))
+        .args(["render", "/tmp/never-written"])
+        .arg(values.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("needs glusterd.ssh.servers"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn image_runs_the_binary_the_manifests_expect() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release --locked --bin glusterfs-csi"));
+    assert!(
+        dockerfile
+            .contains("COPY --from=build /src/target/release/glusterfs-csi /usr/bin/glusterfs-csi")
+    );
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/bin/glusterfs-csi"]"#));
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2);
+    assert!(
+        stages.iter().all(|s| s.contains("bookworm")),
+        "build and runtime share Debian 12's glibc: {stages:?}"
+    );
+    // Each runtime tool comes from the package the image installs (this
+    // machine has the same Debian packages installed).
+    for (tool, package) in [
+        ("/sbin/mount.glusterfs", "glusterfs-client"),
+        ("/usr/sbin/glusterfs", "glusterfs-client"),
+        ("/usr/sbin/gluster", "glusterfs-cli"),
+        ("/usr/bin/ssh", "openssh-client"),
+        ("/bin/mount", "mount"),
+    ] {
+        let output = Command::new("dpkg").args(["-S", tool]).output().unwrap();
+        let owner = String::from_utf8_lossy(&output.stdout);
+        assert!(owner.starts_with(&format!("{package}:")), "{tool}: {owner}");
+        assert!(
+            dockerfile.contains(&format!(" {package} ")),
+            "the image installs {package} for {tool}"
+        );
+    }
+    // Everything the build stage copies exists.
+    for copied in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "proto",
+        "src",
+        "benches",
+    ] {
+        assert!(root().join(copied).exists(), "{copied}");
+    }
+}
+
+#[test]
+fn sockets_mounts_and_ports_line_up_in_every_render() {
+    for values in VALUE_SETS {
+        let out = render(values);
+        let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
+        assert_eq!(problems, serde_json::json!([]), "{values:?}");
+    }
+    // The check itself catches a broken render.
+    let out = render(None);
+    let node = out.path().join("31-node.yaml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    std::fs::write(
+        &node,
+        text.replace(
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/glusterfs.csi.io/csi.sock",
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/other/csi.sock",
+        ),
+    )
+    .unwrap();
+    let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
+    assert_eq!(problems.as_array().unwrap().len(), 2, "{problems}");
+}
