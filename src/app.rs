@@ -346,7 +346,12 @@ pub async fn serve_brick_agent(
 async fn run_controller(args: ControllerArgs) -> AppResult<()> {
     let provisioner = provisioner(&args, false)?;
     let listener = csi::bind_socket(&csi::socket_path(&args.common.endpoint)?)?;
-    tracing::info!(endpoint = %args.common.endpoint, glusterd = %args.glusterd.glusterd_socket.display(), "controller serving");
+    tracing::info!(
+        endpoint = %args.common.endpoint,
+        glusterd = ?args.glusterd_access,
+        brick_cleanup = ?args.brick_cleanup,
+        "controller serving"
+    );
     let services = Services {
         identity: IdentityService::new(
             args.common.driver_name.clone(),

@@ -47,6 +47,8 @@ impl FakeGlusterd {
                 uuid: format!("uuid-{host}"),
                 hostname: host.to_string(),
                 connected: true,
+                in_cluster: true,
+                state: "Peer in Cluster".into(),
                 is_local: i == 0,
             })
             .collect();

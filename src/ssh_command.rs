@@ -15,7 +15,7 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -79,19 +79,36 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     match operation(args.operation.as_deref(), original.as_deref())? {
         Operation::Gluster => {
-            if std::os::unix::net::UnixStream::connect(&args.glusterd_socket).is_err() {
+            if let Err(e) = std::os::unix::net::UnixStream::connect(&args.glusterd_socket) {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    eprintln!(
+                        "glusterfs-csi ssh-command: no permission to use {}; connect as root or \
+                         give this user access to glusterd's socket",
+                        args.glusterd_socket.display()
+                    );
+                    std::process::exit(1);
+                }
                 // The CLI's own words, which the controller reads as "down".
                 println!("Connection failed. Please check if gluster daemon is operational.");
                 std::process::exit(1);
             }
+            let Some(cli) = find_program(&args.gluster_cli) else {
+                eprintln!(
+                    "glusterfs-csi ssh-command: {} not found in PATH, /usr/sbin or /sbin; install \
+                     glusterfs-cli or pass --gluster-cli",
+                    args.gluster_cli.display()
+                );
+                // The shell's "command not found": the controller tries the next server.
+                std::process::exit(127);
+            };
             let mut sock = std::ffi::OsString::from("--glusterd-sock=");
             sock.push(&args.glusterd_socket);
-            let error = std::process::Command::new(&args.gluster_cli)
+            let error = std::process::Command::new(&cli)
                 .arg("--mode=script")
                 .arg("--xml")
                 .arg(sock)
                 .exec();
-            Err(format!("running {}: {error}", args.gluster_cli.display()).into())
+            Err(format!("running {}: {error}", cli.display()).into())
         }
         Operation::RemoveBrick => {
             let mut input = Vec::new();
@@ -128,6 +145,19 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
     }
 }
 
+/// `program` as given if it is a path, else found in PATH or the sbin
+/// directories an ssh session of a non-root user often lacks.
+fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +187,15 @@ mod tests {
         }
         assert!(operation(None, None).is_err());
         assert!(operation(Some("sh"), None).is_err());
+    }
+
+    #[test]
+    fn the_gluster_cli_is_found_outside_path() {
+        // Installed by glusterfs-cli in /usr/sbin, which ssh sessions of
+        // non-root users often lack in PATH.
+        let found = find_program(Path::new("gluster")).unwrap();
+        assert!(found.ends_with("sbin/gluster"), "{}", found.display());
+        assert_eq!(find_program(Path::new("/nonexistent/gluster")), None);
+        assert_eq!(find_program(Path::new("no-such-program-here")), None);
     }
 }

@@ -292,3 +292,59 @@ fn sockets_mounts_and_ports_line_up_in_every_render() {
     let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
     assert_eq!(problems.as_array().unwrap().len(), 2, "{problems}");
 }
+
+/// The image's build stage, without Docker: exactly what its COPY lines put
+/// in the build context (minus .dockerignore) is enough to compile.
+#[test]
+fn the_image_build_context_is_enough_to_build() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let build_stage = dockerfile.split("\nFROM ").nth(1).unwrap();
+    let copied: Vec<&str> = build_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(
+        copied.contains(&"src") && copied.contains(&"Cargo.lock"),
+        "{copied:?}"
+    );
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    let context = tempfile::tempdir().unwrap();
+    for path in &copied {
+        assert!(
+            !ignored.lines().any(|i| i.trim() == *path),
+            "{path} is copied but ignored"
+        );
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(root().join(path))
+            .arg(context.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{path}");
+    }
+    // `check`, not `build`: it needs the same sources, lock file and build
+    // script, and leaves target/release/glusterfs-csi (which other tests
+    // run) alone while sharing the compiled dependencies.
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "check",
+            "--release",
+            "--locked",
+            "--offline",
+            "--bin",
+            "glusterfs-csi",
+        ])
+        .current_dir(context.path())
+        .env("CARGO_TARGET_DIR", root().join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "the Dockerfile's build stage would fail:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+}

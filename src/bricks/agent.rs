@@ -68,6 +68,14 @@ pub async fn remove_brick(
         ))
     })?;
     let path = brick_path(path, &volume)?;
+    let root = path.parent().unwrap_or(Path::new("/"));
+    if !root.is_dir() {
+        return Err(Status::failed_precondition(format!(
+            "brick root {} is not visible here; in Kubernetes, mount it into the node plugin \
+             (chart values storageClasses[].parameters.brickRoot or node.extraBrickRoots)",
+            root.display()
+        )));
+    }
     authorize(glusterd, &volume, &path).await?;
     let target = path.clone();
     let removed = tokio::task::spawn_blocking(move || remove::remove_tree(&target))

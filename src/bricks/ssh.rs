@@ -83,10 +83,14 @@ impl BrickRemover for SshBrickRemover {
             Err(_) => Err(error(
                 Code::Unavailable,
                 format!(
-                    "ssh {}@{host} `{}` failed (exit {:?}): {}",
+                    "ssh {}@{host} `{}` failed ({}): {}",
                     self.ssh.user,
                     self.remote_command.join(" "),
-                    output.status,
+                    output
+                        .status
+                        .map_or("killed by a signal".to_string(), |code| format!(
+                            "exit {code}"
+                        )),
                     output.stderr.trim()
                 ),
             )),

@@ -574,17 +574,17 @@ impl Provisioner {
             .peers()
             .await
             .map_err(ControllerError::gluster("listing gluster peers"))?;
-        let down: Vec<&str> = peers
+        let down: Vec<String> = peers
             .iter()
-            .filter(|p| !p.connected)
-            .map(|p| p.hostname.as_str())
+            .filter(|p| !p.usable())
+            .map(|p| format!("{} ({})", p.hostname, p.condition()))
             .collect();
         if down.is_empty() {
             return Ok(());
         }
         Err(ControllerError::PeersDown(format!(
-            "gluster peer{} {} {} disconnected, and glusterd refuses to delete volumes while a peer \
-             is down; retry once {} back",
+            "gluster peer{} {} {} not available, and glusterd refuses to delete volumes unless \
+             every peer is; retry once {} back in the pool",
             if down.len() == 1 { "" } else { "s" },
             down.join(", "),
             if down.len() == 1 { "is" } else { "are" },

@@ -1,6 +1,6 @@
 //! Which servers get the bricks of a new volume.
 //!
-//! Today: `replica` distinct connected peers (optionally from an allowed
+//! Today: `replica` distinct usable peers (optionally from an allowed
 //! list), rotated by a hash of the volume name so that first bricks (the
 //! mount's primary server) and arbiters spread evenly over the pool. Zone
 //! awareness belongs here when it comes.
@@ -16,7 +16,7 @@ pub enum PlacementError {
     UnknownServer(String, String),
     #[error(
         "replica {needed} needs {needed} connected gluster servers{scope}, but only {connected} \
-         {verb} connected ({detail})"
+         {verb} connected and in the pool ({detail})"
     )]
     NotEnoughServers {
         needed: u32,
@@ -49,21 +49,21 @@ pub fn place(
     let mut candidates: Vec<&str> = peers
         .iter()
         .filter(eligible)
-        .filter(|p| p.connected)
+        .filter(|p| p.usable())
         .map(|p| p.hostname.as_str())
         .collect();
     candidates.sort_unstable();
     candidates.dedup();
     let needed = replica as usize;
     if candidates.len() < needed {
-        let down: Vec<&str> = peers
+        let down: Vec<String> = peers
             .iter()
             .filter(eligible)
-            .filter(|p| !p.connected)
-            .map(|p| p.hostname.as_str())
+            .filter(|p| !p.usable())
+            .map(|p| format!("{} ({})", p.hostname, p.condition()))
             .collect();
         let detail = format!(
-            "connected: [{}]; disconnected: [{}]",
+            "usable: [{}]; not usable: [{}]",
             candidates.join(", "),
             down.join(", ")
         );
@@ -97,6 +97,8 @@ mod tests {
                 uuid: format!("u{i}"),
                 hostname: host.to_string(),
                 connected: *connected,
+                in_cluster: true,
+                state: "Peer in Cluster".into(),
                 is_local: i == 0,
             })
             .collect()
@@ -139,7 +141,27 @@ mod tests {
         let e = place(&name(1), &pool, 3, None).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("replica 3 needs 3 connected"), "{text}");
-        assert!(text.contains("disconnected: [c]"), "{text}");
+        assert!(text.contains("not usable: [c (disconnected)]"), "{text}");
+    }
+
+    #[test]
+    fn a_rejected_peer_gets_no_bricks() {
+        let mut pool = peers(&[("a", true), ("b", true), ("c", true), ("d", true)]);
+        pool[3].in_cluster = false;
+        pool[3].state = "Peer Rejected".into();
+        for n in 0..20 {
+            assert!(
+                !place(&name(n), &pool, 3, None)
+                    .unwrap()
+                    .contains(&"d".to_string())
+            );
+        }
+        pool[2].connected = false;
+        let text = place(&name(1), &pool, 3, None).unwrap_err().to_string();
+        assert!(
+            text.contains("d (Peer Rejected)") && text.contains("c (disconnected)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -242,7 +242,8 @@ async fn delete_with_a_peer_down_is_unavailable_and_changes_nothing() {
     let err = provisioner.delete("csi-pvc-1").await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(
-        err.to_string().contains("gluster peer c is disconnected"),
+        err.to_string()
+            .contains("gluster peer c (disconnected) is not available"),
         "{err}"
     );
     assert!(glusterd.writes().is_empty());

@@ -28,8 +28,29 @@ pub struct Peer {
     /// The name bricks on this peer are addressed by.
     pub hostname: String,
     pub connected: bool,
+    /// A full member ("Peer in Cluster"); a rejected or half-probed peer
+    /// can be connected without being one. The local glusterd always is.
+    pub in_cluster: bool,
+    /// glusterd's word for the peer's state, for messages.
+    pub state: String,
     /// The glusterd we talk to.
     pub is_local: bool,
+}
+
+impl Peer {
+    /// Can hold bricks and take part in volume operations.
+    pub fn usable(&self) -> bool {
+        self.connected && self.in_cluster
+    }
+
+    /// Why it is not usable, for messages.
+    pub fn condition(&self) -> String {
+        if !self.connected {
+            "disconnected".to_string()
+        } else {
+            self.state.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -193,10 +193,13 @@ impl SshCli {
             Some(NOT_FOUND) => Err(GlusterError::Unreachable {
                 target,
                 detail: format!(
-                    "remote command {:?} not found (is glusterfs-csi installed there? see docs/k3s-external.md)",
-                    self.remote_command.join(" ")
+                    "remote command {:?}: a program was not found ({}); is glusterfs-csi \
+                     installed there, and the gluster CLI? see docs/k3s-external.md",
+                    self.remote_command.join(" "),
+                    output.stderr.trim()
                 ),
             }),
+
             _ => Err(classify_cli_failure(
                 &command.name,
                 &target,

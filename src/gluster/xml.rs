@@ -55,8 +55,15 @@ impl Envelope {
             .map(|peer| {
                 let uuid = required(&self.command, peer, "uuid")?;
                 let hostname = required(&self.command, peer, "hostname")?;
+                let is_local = hostname == "localhost";
+                // glusterd's friend state 3 is "Peer in Cluster"; the local
+                // entry carries no state.
                 Ok(Peer {
-                    is_local: hostname == "localhost",
+                    in_cluster: is_local || child_text(peer, "state") == Some("3"),
+                    state: child_text(peer, "stateStr")
+                        .unwrap_or("Peer in Cluster")
+                        .to_string(),
+                    is_local,
                     connected: child_text(peer, "connected") == Some("1"),
                     uuid,
                     hostname,
@@ -224,16 +231,25 @@ mod tests {
         let local: Vec<_> = peers.iter().filter(|p| p.is_local).collect();
         assert_eq!(local.len(), 1);
         assert_eq!(local[0].uuid, "c115eedb-d41a-4f3c-be28-e1088a03462b");
-        assert!(peers.iter().all(|p| p.connected));
+        assert!(
+            peers
+                .iter()
+                .all(|p| p.connected && p.in_cluster && p.usable())
+        );
+        assert!(
+            peers.iter().all(|p| p.state == "Peer in Cluster"),
+            "{peers:?}"
+        );
         assert!(peers.iter().any(|p| p.hostname == "127.77.1.3"));
     }
 
     #[test]
     fn pool_list_reports_a_disconnected_peer() {
         let peers = envelope("pool_list_peer_down.xml").peers().unwrap();
-        let down: Vec<_> = peers.iter().filter(|p| !p.connected).collect();
+        let down: Vec<_> = peers.iter().filter(|p| !p.usable()).collect();
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].hostname, "127.77.1.3");
+        assert_eq!(down[0].condition(), "disconnected");
     }
 
     #[test]

@@ -156,6 +156,11 @@ def wiring(directory):
             found = mounted(driver, volumes, glusterd_socket)
             if not found or "hostPath" not in (found[1] or {}):
                 problems.append(f"{where}: --glusterd-socket {glusterd_socket} is on no host path")
+        log_dir = flag(args, "mount-log-dir")
+        if log_dir:
+            found = mounted(driver, volumes, log_dir + "/x")
+            if not found or "hostPath" not in (found[1] or {}):
+                problems.append(f"{where}: --mount-log-dir {log_dir} is not on a host path")
         if flag(args, "glusterd-access") == "ssh" or flag(args, "brick-cleanup") == "ssh":
             for key in ("ssh-identity", "ssh-known-hosts"):
                 found = mounted(driver, volumes, flag(args, key))
