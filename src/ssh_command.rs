@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::app::AppResult;
+use crate::app::{AppResult, GlusterdArgs};
 use crate::bricks::agent::remove_brick;
 use crate::bricks::ssh::{RemoveBrickAnswer, RemoveBrickRequest};
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, OneShotCli};
@@ -30,16 +30,8 @@ pub struct SshCommandArgs {
     /// `gluster` or `remove-brick`; when run as a forced command, taken from
     /// the command the client sent (SSH_ORIGINAL_COMMAND).
     pub operation: Option<String>,
-    /// The local glusterd's socket.
-    #[arg(
-        long,
-        env = "GLUSTERFS_CSI_GLUSTERD_SOCKET",
-        default_value = "/run/glusterd.socket"
-    )]
-    pub glusterd_socket: PathBuf,
-    /// The gluster CLI binary.
-    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
-    pub gluster_cli: PathBuf,
+    #[command(flatten)]
+    pub glusterd: GlusterdArgs,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,12 +71,13 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     match operation(args.operation.as_deref(), original.as_deref())? {
         Operation::Gluster => {
-            if let Err(e) = std::os::unix::net::UnixStream::connect(&args.glusterd_socket) {
+            if let Err(e) = std::os::unix::net::UnixStream::connect(&args.glusterd.glusterd_socket)
+            {
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
                     eprintln!(
                         "glusterfs-csi ssh-command: no permission to use {}; connect as root or \
                          give this user access to glusterd's socket",
-                        args.glusterd_socket.display()
+                        args.glusterd.glusterd_socket.display()
                     );
                     std::process::exit(1);
                 }
@@ -92,17 +85,17 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
                 println!("Connection failed. Please check if gluster daemon is operational.");
                 std::process::exit(1);
             }
-            let Some(cli) = find_program(&args.gluster_cli) else {
+            let Some(cli) = find_program(&args.glusterd.gluster_cli) else {
                 eprintln!(
                     "glusterfs-csi ssh-command: {} not found in PATH, /usr/sbin or /sbin; install \
                      glusterfs-cli or pass --gluster-cli",
-                    args.gluster_cli.display()
+                    args.glusterd.gluster_cli.display()
                 );
                 // The shell's "command not found": the controller tries the next server.
                 std::process::exit(127);
             };
             let mut sock = std::ffi::OsString::from("--glusterd-sock=");
-            sock.push(&args.glusterd_socket);
+            sock.push(&args.glusterd.glusterd_socket);
             let error = std::process::Command::new(&cli)
                 .arg("--mode=script")
                 .arg("--xml")
@@ -120,13 +113,13 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
                 },
                 Ok(request) => {
                     let transport = OneShotCli::new(
-                        args.gluster_cli.clone(),
-                        GlusterdAddress::Socket(args.glusterd_socket.clone()),
-                        Duration::from_secs(60),
+                        args.glusterd.gluster_cli.clone(),
+                        GlusterdAddress::Socket(args.glusterd.glusterd_socket.clone()),
+                        Duration::from_secs(args.glusterd.gluster_timeout_seconds),
                     );
                     let glusterd = GlusterCli::new(
                         std::sync::Arc::new(transport),
-                        args.gluster_cli.clone(),
+                        args.glusterd.gluster_cli.clone(),
                         None,
                         LockRetry::default(),
                     );

@@ -52,12 +52,7 @@ impl BrickRemover for AgentBrickRemover {
         volume: &VolumeName,
         path: &str,
     ) -> Result<bool, BrickError> {
-        let error = |code: Code, message: String| BrickError {
-            host: host.to_string(),
-            path: path.to_string(),
-            message,
-            code,
-        };
+        let error = BrickError::at(host, path);
         let channel = self
             .channel(host)
             .map_err(|e| error(Code::InvalidArgument, e))?;

@@ -52,12 +52,7 @@ impl BrickRemover for SshBrickRemover {
         volume: &VolumeName,
         path: &str,
     ) -> Result<bool, BrickError> {
-        let error = |code: Code, message: String| BrickError {
-            host: host.to_string(),
-            path: path.to_string(),
-            message,
-            code,
-        };
+        let error = BrickError::at(host, path);
         let request = serde_json::to_vec(&RemoveBrickRequest {
             volume: volume.to_string(),
             path: path.to_string(),

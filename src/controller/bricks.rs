@@ -16,6 +16,18 @@ pub struct BrickError {
     pub code: Code,
 }
 
+impl BrickError {
+    /// A constructor for one brick's errors: `BrickError::at(host, path)(code, message)`.
+    pub fn at<'a>(host: &'a str, path: &'a str) -> impl Fn(Code, String) -> BrickError + 'a {
+        move |code, message| BrickError {
+            host: host.to_string(),
+            path: path.to_string(),
+            message,
+            code,
+        }
+    }
+}
+
 #[async_trait]
 pub trait BrickRemover: Send + Sync {
     /// Removes the brick directory `path` of `volume` on `host`. Returns
