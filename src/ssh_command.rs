@@ -23,7 +23,7 @@ use clap::Args;
 use crate::app::{AppResult, GlusterdArgs};
 use crate::bricks::agent::remove_brick;
 use crate::bricks::ssh::{RemoveBrickAnswer, RemoveBrickRequest};
-use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, OneShotCli};
+use crate::gluster::{GlusterCli, GlusterdAddress};
 
 #[derive(Args, Debug, Clone)]
 pub struct SshCommandArgs {
@@ -112,16 +112,10 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
                     message: format!("malformed request: {e}"),
                 },
                 Ok(request) => {
-                    let transport = OneShotCli::new(
+                    let glusterd = GlusterCli::one_shot(
                         args.glusterd.gluster_cli.clone(),
                         GlusterdAddress::Socket(args.glusterd.glusterd_socket.clone()),
                         Duration::from_secs(args.glusterd.gluster_timeout_seconds),
-                    );
-                    let glusterd = GlusterCli::new(
-                        std::sync::Arc::new(transport),
-                        args.glusterd.gluster_cli.clone(),
-                        None,
-                        LockRetry::default(),
                     );
                     match remove_brick(&glusterd, &request.volume, &request.path).await {
                         Ok(removed) => RemoveBrickAnswer::Removed(removed),

@@ -63,6 +63,17 @@ impl GlusterCli {
         }
     }
 
+    /// A client running one `gluster` process per command against `address`.
+    pub fn one_shot(
+        program: impl Into<PathBuf>,
+        address: GlusterdAddress,
+        timeout: Duration,
+    ) -> Self {
+        let program = program.into();
+        let transport = OneShotCli::new(program.clone(), address, timeout);
+        GlusterCli::new(Arc::new(transport), program, None, LockRetry::default())
+    }
+
     /// Runs a command and parses its envelope; retries lock contention with
     /// exponential backoff until the deadline. A failed answer other than
     /// contention is returned as is, for the caller to judge.

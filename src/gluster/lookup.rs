@@ -1,15 +1,11 @@
 //! [`VolumeLookup`] over `gluster --remote-host` (read-only, no socket).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
-    GlusterCli, GlusterError, Glusterd, GlusterdAddress, LockRetry, OneShotCli, VolumeLookup,
-    VolumeStatus,
-};
+use super::{GlusterCli, GlusterError, Glusterd, GlusterdAddress, VolumeLookup, VolumeStatus};
 
 pub struct RemoteVolumeLookup {
     program: PathBuf,
@@ -32,13 +28,7 @@ impl VolumeLookup for RemoteVolumeLookup {
     ) -> Result<Option<VolumeStatus>, GlusterError> {
         let address = GlusterdAddress::RemoteHost(server.to_string());
         address.check_listening().await?;
-        let transport = OneShotCli::new(self.program.clone(), address, Duration::from_secs(10));
-        let cli = GlusterCli::new(
-            Arc::new(transport),
-            self.program.clone(),
-            None,
-            LockRetry::default(),
-        );
+        let cli = GlusterCli::one_shot(self.program.clone(), address, Duration::from_secs(10));
         Ok(cli.volume(volume).await?.map(|v| v.status))
     }
 }

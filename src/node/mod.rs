@@ -178,16 +178,17 @@ impl NodeVolumes {
     pub async fn publish(&self, request: &PublishRequest) -> Result<(), NodeError> {
         let staging = &request.staging_path;
         let target = &request.target_path;
-        let staged = self
-            .top_mount(staging)?
-            .filter(MountEntry::is_glusterfs)
+        // One read of the mount table serves every check below.
+        let table = self.mounter.mount_table()?;
+        let staged = top_of(&table, staging)
+            .filter(|m| m.is_glusterfs())
             .ok_or_else(|| {
                 NodeError::NotStaged(format!(
                     "volume is not staged at {} (NodeStageVolume first)",
                     staging.display()
                 ))
             })?;
-        if let Some(top) = self.top_mount(target)? {
+        if let Some(top) = top_of(&table, target) {
             if self.mounter.path_state(target) == PathState::Disconnected {
                 self.unmount_all(target).await?;
             } else if top.device == staged.device && top.root == staged.root {
@@ -213,15 +214,12 @@ impl NodeVolumes {
             }
         }
         if request.single_writer {
-            let others: Vec<PathBuf> = self
-                .mounter
-                .mount_table()?
-                .into_iter()
+            let other = table
+                .iter()
                 .filter(|m| m.device == staged.device && m.root == staged.root)
-                .map(|m| m.mount_point)
-                .filter(|p| p != staging && p != target)
-                .collect();
-            if let Some(other) = others.first() {
+                .map(|m| &m.mount_point)
+                .find(|p| p != &staging && p != &target);
+            if let Some(other) = other {
                 return Err(NodeError::SingleWriter(format!(
                     "the volume's access mode allows one publication and it is published at {}",
                     other.display()
@@ -290,7 +288,7 @@ impl NodeVolumes {
     }
 
     fn top_mount(&self, path: &Path) -> Result<Option<MountEntry>, NodeError> {
-        Ok(self.mounts_at(path)?.pop())
+        Ok(top_of(&self.mounter.mount_table()?, path).cloned())
     }
 
     fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, NodeError> {
@@ -356,6 +354,11 @@ impl NodeVolumes {
         }
         Ok(())
     }
+}
+
+/// The mount on top at `path` (the last one mounted there), if any.
+fn top_of<'a>(table: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    table.iter().rev().find(|m| m.mount_point == path)
 }
 
 fn mount_log_file(dir: &Path, volume: &str, staging: &Path) -> PathBuf {
