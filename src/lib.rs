@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod bricks;
+pub mod cli;
 pub mod controller;
 pub mod csi;
 pub mod dev;
@@ -24,3 +25,7 @@ pub mod ownership;
 pub mod proto;
 pub mod ssh_command;
 pub mod volume_context;
+pub mod wiring;
+
+/// What a mode returns: any error, reported once by `main`.
+pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

@@ -1,6 +1,7 @@
 use clap::Parser;
 
-use glusterfs_csi::app::{Cli, run};
+use glusterfs_csi::app::run;
+use glusterfs_csi::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -18,21 +18,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
-
-use crate::app::{AppResult, GlusterdArgs};
+use crate::AppResult;
 use crate::bricks::agent::remove_brick;
 use crate::bricks::ssh::{RemoveBrickAnswer, RemoveBrickRequest};
+use crate::cli::SshCommandArgs;
 use crate::gluster::{GlusterCli, GlusterdAddress};
-
-#[derive(Args, Debug, Clone)]
-pub struct SshCommandArgs {
-    /// `gluster` or `remove-brick`; when run as a forced command, taken from
-    /// the command the client sent (SSH_ORIGINAL_COMMAND).
-    pub operation: Option<String>,
-    #[command(flatten)]
-    pub glusterd: GlusterdArgs,
-}
 
 #[derive(Debug, PartialEq, Eq)]
 enum Operation {

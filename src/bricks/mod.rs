@@ -6,6 +6,7 @@ pub mod agent;
 pub mod client;
 pub mod remove;
 pub mod ssh;
+pub mod trash;
 
 pub use agent::BrickAgentService;
 pub use client::AgentBrickRemover;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-use crate::app::AppResult;
+use crate::AppResult;
 use crate::gluster::GlusterdAddress;
 use crate::gluster::transport::{CliArg, CliCommand, CliTransport, OneShotCli};
 use crate::gluster::xml::Envelope;

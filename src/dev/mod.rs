@@ -6,44 +6,16 @@
 pub mod cluster;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use clap::Args;
 
 use clap::Parser;
 
-use crate::app::{self, AppResult, Cli, GlusterdArgs, Mode};
+use crate::AppResult;
+use crate::cli::{Cli, DevArgs, GlusterdArgs, Mode};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
 };
+use crate::wiring;
 pub use cluster::{ClusterDescription, DevCluster};
-
-#[derive(Args, Debug, Clone)]
-pub struct DevArgs {
-    /// Directory for the cluster's state, bricks, logs and the CSI socket.
-    #[arg(
-        long,
-        env = "GLUSTERFS_CSI_DEV_STATE_DIR",
-        default_value = "/tmp/glusterfs-csi-dev"
-    )]
-    pub state_dir: PathBuf,
-    /// Number of Gluster servers.
-    #[arg(long, env = "GLUSTERFS_CSI_DEV_NODES", default_value_t = 3,
-          value_parser = clap::value_parser!(u8).range(1..=9))]
-    pub nodes: u8,
-    /// Driver name reported to the CO.
-    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = app::DEFAULT_DRIVER_NAME)]
-    pub driver_name: String,
-    /// Node id reported by NodeGetInfo.
-    #[arg(long, env = "GLUSTERFS_CSI_NODE_ID", default_value = "dev-node")]
-    pub node_id: String,
-    /// The glusterd binary.
-    #[arg(long, env = "GLUSTERFS_CSI_DEV_GLUSTERD", default_value = "glusterd")]
-    pub glusterd: PathBuf,
-    /// The gluster CLI binary.
-    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
-    pub gluster_cli: PathBuf,
-}
 
 pub async fn run(args: DevArgs) -> AppResult<()> {
     let mut cluster = DevCluster::start(
@@ -112,8 +84,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
         glusterd_socket: socket.to_path_buf(),
         ..node_args.glusterd.clone()
     };
-    let provisioner = app::provisioner(&controller_args, true)?;
-    let volumes = app::node_volumes(&node_args);
+    let provisioner = wiring::provisioner(&controller_args, true)?;
+    let volumes = wiring::node_volumes(&node_args);
 
     let (stop_agents, agents_stopped) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
@@ -125,7 +97,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            app::serve_brick_agent(listener, &glusterd, token, shutdown).await
+            wiring::serve_brick_agent(listener, &glusterd, token, shutdown).await
         });
     }
 
@@ -145,7 +117,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
         brick_root = %description.brick_root.display(),
         "dev cluster ready"
     );
-    let served = csi::serve(listener, services, app::shutdown_signal()).await;
+    let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)

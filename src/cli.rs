@@ -1,0 +1,290 @@
+//! The command line: every mode's arguments. Plain types only; `app` and the
+//! modes (dev, ssh-command, purge-brick-trash) read them, nothing here
+//! depends on them. Every flag is also an environment variable
+//! (`GLUSTERFS_CSI_*`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_DRIVER_NAME: &str = "glusterfs.csi.io";
+pub const DEFAULT_BRICK_AGENT_PORT: u16 = 24017;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "glusterfs-csi",
+    version,
+    about = "CSI driver for replicated GlusterFS volumes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub mode: Mode,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `glusterfs_csi=debug`.
+    #[arg(long, env = "GLUSTERFS_CSI_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Mode {
+    /// CSI controller: creates and deletes gluster volumes through glusterd.
+    Controller(ControllerArgs),
+    /// CSI node plugin: mounts volumes; on Gluster servers also the brick agent.
+    Node(NodeArgs),
+    /// Everything in one process against a throwaway local Gluster cluster.
+    Dev(DevArgs),
+    /// On a Gluster server: what the controller's ssh key may run (set it as
+    /// the key's forced command).
+    SshCommand(SshCommandArgs),
+    /// Removes what brick removal moved into a brick root's trash directory.
+    /// Started by the brick agent and `ssh-command remove-brick` as a child
+    /// process, so a hostile tree can never hurt the process that holds the
+    /// node's mounts.
+    #[command(hide = true)]
+    PurgeBrickTrash(PurgeBrickTrashArgs),
+}
+
+/// How the controller reaches glusterd.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlusterdAccess {
+    /// glusterd's unix socket, mounted from the host (hyperconverged).
+    Socket,
+    /// ssh to the Gluster servers, failing over between them (external).
+    Ssh,
+}
+
+/// How brick directories of deleted volumes are removed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrickCleanup {
+    /// The brick agent of the node plugin on each server (hyperconverged).
+    Agent,
+    /// `glusterfs-csi ssh-command remove-brick` over ssh (external).
+    Ssh,
+}
+
+/// Where the FUSE client of a staged volume runs, which decides whether it
+/// outlives the node plugin.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MounterChoice {
+    /// systemd if it answers, else a cgroup of its own, else inline (with a
+    /// warning).
+    Auto,
+    /// A transient systemd scope on the host (`systemd-run --scope`), as the
+    /// kubelet mounts: needs hostPID and systemd's socket directory.
+    Systemd,
+    /// A dedicated cgroup outside the plugin's own (hosts without systemd):
+    /// needs hostPID and the host's cgroup file system.
+    Cgroup,
+    /// Inside the plugin's own cgroup: mounts die with the plugin.
+    Inline,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SshArgs {
+    /// Gluster servers to run gluster commands on, in order of preference.
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_SERVERS", value_delimiter = ',')]
+    pub ssh_servers: Vec<String>,
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_PORT", default_value_t = 22)]
+    pub ssh_port: u16,
+    #[arg(long, env = "GLUSTERFS_CSI_SSH_USER", default_value = "root")]
+    pub ssh_user: String,
+    /// Private key (from a Secret).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_IDENTITY",
+        default_value = "/etc/glusterfs-csi/ssh/identity"
+    )]
+    pub ssh_identity: PathBuf,
+    /// The servers' host keys, in known_hosts format (from a Secret).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_KNOWN_HOSTS",
+        default_value = "/etc/glusterfs-csi/ssh/known_hosts"
+    )]
+    pub ssh_known_hosts: PathBuf,
+    /// Remote command giving a gluster CLI that reads commands on stdin.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_GLUSTER_COMMAND",
+        default_value = "glusterfs-csi ssh-command gluster"
+    )]
+    pub ssh_gluster_command: String,
+    /// Remote command that removes a brick directory (JSON on stdin).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_BRICK_COMMAND",
+        default_value = "glusterfs-csi ssh-command remove-brick"
+    )]
+    pub ssh_brick_command: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// CSI endpoint to serve.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_ENDPOINT",
+        default_value = "unix:///csi/csi.sock"
+    )]
+    pub endpoint: String,
+    /// Driver name reported to the CO (the CSIDriver object's name).
+    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlusterdArgs {
+    /// glusterd's unix socket (write access to the pool).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_GLUSTERD_SOCKET",
+        default_value = "/run/glusterd.socket"
+    )]
+    pub glusterd_socket: PathBuf,
+    /// The gluster CLI binary.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
+    pub gluster_cli: PathBuf,
+    /// How long one gluster command may take.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_GLUSTER_TIMEOUT_SECONDS",
+        default_value_t = 120
+    )]
+    pub gluster_timeout_seconds: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub glusterd: GlusterdArgs,
+    /// Name the other peers use for the local glusterd; asked of them if unset.
+    #[arg(long, env = "GLUSTERFS_CSI_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Brick root for StorageClasses that set no `brickRoot`.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_DEFAULT_BRICK_ROOT",
+        default_value = "/data/glusterfs"
+    )]
+    pub default_brick_root: String,
+    /// Long-lived gluster CLI sessions kept for concurrent commands.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_SESSIONS", default_value_t = 8)]
+    pub gluster_sessions: usize,
+    /// How to reach glusterd.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTERD_ACCESS", value_enum, default_value_t = GlusterdAccess::Socket)]
+    pub glusterd_access: GlusterdAccess,
+    /// How brick directories of deleted volumes are removed.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_CLEANUP", value_enum, default_value_t = BrickCleanup::Agent)]
+    pub brick_cleanup: BrickCleanup,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Port of the brick agents run by the node plugin on every server.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_PORT", default_value_t = DEFAULT_BRICK_AGENT_PORT)]
+    pub brick_agent_port: u16,
+    /// Shared secret for the brick agents.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_TOKEN", hide_env_values = true)]
+    pub brick_agent_token: Option<String>,
+    /// FUSE mount options every node adds for volumes of this controller.
+    #[arg(long, env = "GLUSTERFS_CSI_MOUNT_OPTIONS", value_delimiter = ',')]
+    pub mount_options: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// This node's id (the Kubernetes node name).
+    #[arg(long, env = "GLUSTERFS_CSI_NODE_ID")]
+    pub node_id: String,
+    /// Where FUSE clients run; `auto` picks systemd, then cgroup, then inline.
+    #[arg(long, env = "GLUSTERFS_CSI_MOUNTER", value_enum, default_value_t = MounterChoice::Auto)]
+    pub mounter: MounterChoice,
+    /// systemd-run, for `--mounter systemd`.
+    #[arg(long, env = "GLUSTERFS_CSI_SYSTEMD_RUN", default_value = "systemd-run")]
+    pub systemd_run: PathBuf,
+    /// The host's cgroup file system (mounted into the container), for
+    /// `--mounter cgroup`.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_CGROUP_ROOT",
+        default_value = "/sys/fs/cgroup"
+    )]
+    pub cgroup_root: PathBuf,
+    /// Name of the cgroup FUSE clients are moved into, directly under the
+    /// root of every hierarchy, for `--mounter cgroup`.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_FUSE_CGROUP",
+        default_value = "glusterfs-csi-fuse"
+    )]
+    pub fuse_cgroup: String,
+    /// Directory for what the node must know across its own restarts (how
+    /// each volume was staged, so a dead mount can be mounted again). On the
+    /// host; never holds secrets.
+    #[arg(long, env = "GLUSTERFS_CSI_STATE_DIR", default_value = "/csi/state")]
+    pub state_dir: PathBuf,
+    /// Directory for FUSE client logs (default: gluster's /var/log/glusterfs).
+    #[arg(long, env = "GLUSTERFS_CSI_MOUNT_LOG_DIR")]
+    pub mount_log_dir: Option<PathBuf>,
+    /// Size a FUSE client log may reach before it is cut (its newest part
+    /// kept in `<log>.1`).
+    #[arg(long, env = "GLUSTERFS_CSI_MOUNT_LOG_MAX_MIB", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub mount_log_max_mib: u64,
+    /// How often staged volumes are checked for a dead FUSE client.
+    #[arg(long, env = "GLUSTERFS_CSI_WATCH_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub watch_interval_ms: u64,
+    /// Serve the brick agent here (only on Gluster servers), e.g. 0.0.0.0:24017.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_LISTEN")]
+    pub brick_agent_listen: Option<SocketAddr>,
+    /// Shared secret the controller must present to the brick agent.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_TOKEN", hide_env_values = true)]
+    pub brick_agent_token: Option<String>,
+    #[command(flatten)]
+    pub glusterd: GlusterdArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Directory for the cluster's state, bricks, logs and the CSI socket.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_DEV_STATE_DIR",
+        default_value = "/tmp/glusterfs-csi-dev"
+    )]
+    pub state_dir: PathBuf,
+    /// Number of Gluster servers.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_NODES", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub nodes: u8,
+    /// Driver name reported to the CO.
+    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+    /// Node id reported by NodeGetInfo.
+    #[arg(long, env = "GLUSTERFS_CSI_NODE_ID", default_value = "dev-node")]
+    pub node_id: String,
+    /// The glusterd binary.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_GLUSTERD", default_value = "glusterd")]
+    pub glusterd: PathBuf,
+    /// The gluster CLI binary.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
+    pub gluster_cli: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SshCommandArgs {
+    /// `gluster` or `remove-brick`; when run as a forced command, taken from
+    /// the command the client sent (SSH_ORIGINAL_COMMAND).
+    pub operation: Option<String>,
+    #[command(flatten)]
+    pub glusterd: GlusterdArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PurgeBrickTrashArgs {
+    /// A brick root's trash directory (`<brick root>/.glusterfs-csi-trash`).
+    pub trash: PathBuf,
+}

@@ -1,0 +1,158 @@
+//! Builds the driver's parts from command-line arguments: the glusterd
+//! client, the provisioner, the node's volumes and mounter, the brick
+//! agent. Used by `app` (controller and node modes) and by `dev`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::AppResult;
+use crate::bricks::ssh::SshBrickRemover;
+use crate::bricks::{AgentBrickRemover, BrickAgentService};
+use crate::cli::{BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, NodeArgs, SshArgs};
+use crate::controller::BrickRemover;
+use crate::controller::{Provisioner, ProvisionerConfig};
+use crate::gluster::ssh::parse_remote_command;
+use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
+use crate::gluster::{Glusterd, SshCli, SshConfig};
+use crate::mount::SystemMounter;
+use crate::node::{NodeConfig, NodeVolumes};
+use crate::proto::brick_agent::brick_agent_server::BrickAgentServer;
+
+/// The ssh settings; `servers` only matter for gluster commands (brick
+/// removal goes to each brick's own server).
+fn ssh_config(args: &SshArgs) -> Result<SshConfig, String> {
+    let config = SshConfig {
+        servers: args.ssh_servers.clone(),
+        port: args.ssh_port,
+        user: args.ssh_user.clone(),
+        identity: args.ssh_identity.clone(),
+        known_hosts: args.ssh_known_hosts.clone(),
+        connect_timeout: Duration::from_secs(5),
+    };
+    config
+        .validate()
+        .map_err(|e| format!("ssh settings: {e}"))?;
+    Ok(config)
+}
+
+/// A glusterd client over a pool of CLI sessions on a local socket.
+pub fn glusterd_client(
+    args: &GlusterdArgs,
+    sessions: usize,
+    server_name: Option<String>,
+) -> Arc<GlusterCli> {
+    let transport = SessionPool::new(
+        args.gluster_cli.clone(),
+        GlusterdAddress::Socket(args.glusterd_socket.clone()),
+        Duration::from_secs(args.gluster_timeout_seconds),
+        sessions,
+    );
+    Arc::new(GlusterCli::new(
+        Arc::new(transport),
+        args.gluster_cli.clone(),
+        server_name,
+        LockRetry::default(),
+    ))
+}
+
+pub fn provisioner(
+    args: &ControllerArgs,
+    brick_dir_per_server: bool,
+) -> AppResult<Arc<Provisioner>> {
+    crate::controller::params::validate_brick_root(&args.default_brick_root)
+        .map_err(|e| format!("--default-brick-root: {e}"))?;
+    crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
+        .map_err(|e| format!("--mount-options: {e}"))?;
+    let timeout = Duration::from_secs(args.glusterd.gluster_timeout_seconds);
+    let glusterd: Arc<dyn Glusterd> = match args.glusterd_access {
+        GlusterdAccess::Socket => glusterd_client(
+            &args.glusterd,
+            args.gluster_sessions,
+            args.server_name.clone(),
+        ),
+        GlusterdAccess::Ssh => {
+            if args.ssh.ssh_servers.is_empty() {
+                return Err("--glusterd-access ssh needs --ssh-servers".into());
+            }
+            let command = parse_remote_command(&args.ssh.ssh_gluster_command)
+                .map_err(|e| format!("--ssh-gluster-command: {e}"))?;
+            let transport = SshCli::new(ssh_config(&args.ssh)?, command, timeout);
+            Arc::new(GlusterCli::new(
+                Arc::new(transport),
+                args.glusterd.gluster_cli.clone(),
+                None,
+                LockRetry::default(),
+            ))
+        }
+    };
+    let bricks: Arc<dyn BrickRemover> = match args.brick_cleanup {
+        BrickCleanup::Agent => Arc::new(AgentBrickRemover::new(
+            args.brick_agent_port,
+            args.brick_agent_token.clone(),
+        )),
+        BrickCleanup::Ssh => {
+            let command = parse_remote_command(&args.ssh.ssh_brick_command)
+                .map_err(|e| format!("--ssh-brick-command: {e}"))?;
+            Arc::new(SshBrickRemover::new(
+                ssh_config(&args.ssh)?,
+                command,
+                timeout,
+            ))
+        }
+    };
+    Ok(Arc::new(Provisioner::new(
+        glusterd,
+        bricks,
+        ProvisionerConfig {
+            default_brick_root: args.default_brick_root.clone(),
+            brick_dir_per_server,
+            mount_options: args.mount_options.clone(),
+        },
+    )))
+}
+
+pub fn node_volumes(args: &NodeArgs) -> Arc<NodeVolumes> {
+    Arc::new(NodeVolumes::new(
+        Arc::new(SystemMounter::new()),
+        Arc::new(RemoteVolumeLookup::new(args.glusterd.gluster_cli.clone())),
+        NodeConfig {
+            node_id: args.node_id.clone(),
+            mount_log_dir: args.mount_log_dir.clone(),
+        },
+    ))
+}
+
+/// Serves a brick agent backed by the glusterd at `glusterd` until shutdown.
+pub async fn serve_brick_agent(
+    listener: tokio::net::TcpListener,
+    glusterd: &GlusterdArgs,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> AppResult<()> {
+    let service = BrickAgentService::new(glusterd_client(glusterd, 2, None), token);
+    tonic::transport::Server::builder()
+        .add_service(BrickAgentServer::new(service))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
