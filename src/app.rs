@@ -51,7 +51,10 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
 }
 
 async fn run_node(args: NodeArgs) -> AppResult<()> {
-    let volumes = wiring::node_volumes(&args);
+    let node = wiring::node(&args).await?;
+    log_fuse_scope(&node);
+    let volumes = node.volumes.clone();
+    let watcher = tokio::spawn(crate::node::watch::run(volumes.clone(), node.watch.clone()));
     let listener = csi::bind_socket(&csi::socket_path(&args.common.endpoint)?)?;
     let agent = match args.brick_agent_listen {
         Some(addr) => {
@@ -76,8 +79,29 @@ async fn run_node(args: NodeArgs) -> AppResult<()> {
         node: Some(NodeService::new(volumes)),
     };
     csi::serve(listener, services, shutdown_signal()).await?;
+    watcher.abort();
     if let Some(agent) = agent {
         agent.await??;
     }
     Ok(())
+}
+
+/// Where FUSE clients will run; loudly when they cannot outlive the plugin.
+fn log_fuse_scope(node: &wiring::NodeParts) {
+    tracing::info!(
+        mounter = node.scope.name(),
+        clients_in = %node.scope.describe(),
+        staged_volumes_adopted = node.volumes.staged_count(),
+        "FUSE clients"
+    );
+    if matches!(node.scope, crate::mount::FuseScope::Inline) {
+        tracing::warn!(
+            passed_over = ?node.passed_over,
+            "FUSE CLIENTS RUN INSIDE THIS NODE PLUGIN'S CONTAINER: every volume mounted on this node \
+             breaks (\"Transport endpoint is not connected\") whenever the plugin restarts, is \
+             upgraded, OOM-killed or evicted, until the watcher mounts it again; give the plugin \
+             hostPID and systemd's socket (--mounter systemd) or the host's cgroup file system \
+             (--mounter cgroup)"
+        );
+    }
 }

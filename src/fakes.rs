@@ -16,7 +16,9 @@ use crate::gluster::volume_set_words;
 use crate::gluster::{
     Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeLookup, VolumeStatus,
 };
-use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
+use crate::mount::{
+    FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState, RepairReport, ReplacedMount,
+};
 use crate::names::VolumeName;
 
 #[derive(Default)]
@@ -347,7 +349,15 @@ struct MountState {
     table: Vec<MountEntry>,
     dead: BTreeSet<PathBuf>,
     next_device: u32,
+    next_id: u64,
     calls: Vec<String>,
+}
+
+impl MountState {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        1000 + self.next_id
+    }
 }
 
 impl FakeMounter {
@@ -373,7 +383,11 @@ impl FakeMounter {
     }
 
     pub fn mount_foreign(&self, path: &Path) {
-        self.state.lock().unwrap().table.push(MountEntry {
+        let mut state = self.state.lock().unwrap();
+        let id = state.new_id();
+        state.table.push(MountEntry {
+            id,
+            parent: 1,
             device: "8:1".into(),
             root: "/".into(),
             mount_point: path.to_path_buf(),
@@ -401,7 +415,10 @@ impl Mounter for FakeMounter {
             source.volume,
             target.display()
         ));
+        let id = state.new_id();
         state.table.push(MountEntry {
+            id,
+            parent: 1,
             device,
             root: "/".into(),
             mount_point: target.to_path_buf(),
@@ -431,7 +448,9 @@ impl Mounter for FakeMounter {
             .find(|m| m.mount_point == source)
             .cloned()
             .expect("bind source is mounted");
+        let id = state.new_id();
         state.table.push(MountEntry {
+            id,
             mount_point: target.to_path_buf(),
             mount_options: vec![if read_only { "ro" } else { "rw" }.into()],
             ..from
@@ -449,6 +468,42 @@ impl Mounter for FakeMounter {
             state.dead.remove(target);
         }
         Ok(())
+    }
+
+    async fn replace_dead(
+        &self,
+        dead: &MountEntry,
+        fresh: &Path,
+    ) -> Result<RepairReport, MountError> {
+        let mut state = self.state.lock().unwrap();
+        state
+            .calls
+            .push(format!("replace {} with {}", dead.device, fresh.display()));
+        let live = state
+            .table
+            .iter()
+            .rev()
+            .find(|m| m.mount_point == fresh)
+            .cloned()
+            .expect("the fresh mount is there");
+        let mut report = RepairReport::default();
+        let mut replaced = Vec::new();
+        for entry in state.table.iter_mut() {
+            if entry.device == dead.device && entry.mount_point != fresh {
+                entry.device = live.device.clone();
+                replaced.push(entry.mount_point.clone());
+                report.replaced.push(ReplacedMount {
+                    pid: None,
+                    processes: 1,
+                    pod: None,
+                    mount_point: entry.mount_point.clone(),
+                });
+            }
+        }
+        for path in replaced {
+            state.dead.remove(&path);
+        }
+        Ok(report)
     }
 
     fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {
@@ -531,6 +586,10 @@ impl Mounter for RefusingMounter {
 
     async fn unmount(&self, _: &Path) -> Result<(), MountError> {
         Ok(())
+    }
+
+    async fn replace_dead(&self, _: &MountEntry, _: &Path) -> Result<RepairReport, MountError> {
+        unreachable!("nothing is ever mounted")
     }
 
     fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {

@@ -23,6 +23,7 @@ pub mod names;
 pub mod node;
 pub mod ownership;
 pub mod proto;
+pub mod reaper;
 pub mod ssh_command;
 pub mod volume_context;
 pub mod wiring;

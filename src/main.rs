@@ -2,9 +2,13 @@ use clap::Parser;
 
 use glusterfs_csi::app::run;
 use glusterfs_csi::cli::Cli;
+use glusterfs_csi::reaper;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(reaping) = reaper::needed(&cli.mode) {
+        return reaper::supervise(reaping);
+    }
     glusterfs_csi::app::init_logging(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -8,13 +8,16 @@ use std::time::Duration;
 use crate::AppResult;
 use crate::bricks::ssh::SshBrickRemover;
 use crate::bricks::{AgentBrickRemover, BrickAgentService};
-use crate::cli::{BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, NodeArgs, SshArgs};
+use crate::cli::{
+    BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, MounterChoice, NodeArgs, SshArgs,
+};
 use crate::controller::BrickRemover;
 use crate::controller::{Provisioner, ProvisionerConfig};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SshCli, SshConfig};
-use crate::mount::SystemMounter;
+use crate::mount::{FuseScope, ScopeChoice, ScopeSettings, SystemMounter};
+use crate::node::watch::WatchConfig;
 use crate::node::{NodeConfig, NodeVolumes};
 use crate::proto::brick_agent::brick_agent_server::BrickAgentServer;
 
@@ -111,15 +114,49 @@ pub fn provisioner(
     )))
 }
 
-pub fn node_volumes(args: &NodeArgs) -> Arc<NodeVolumes> {
-    Arc::new(NodeVolumes::new(
-        Arc::new(SystemMounter::new()),
+/// The node's parts: its volumes over a mounter whose FUSE clients run
+/// where `--mounter` says, and the watcher's settings.
+pub struct NodeParts {
+    pub volumes: Arc<NodeVolumes>,
+    pub scope: FuseScope,
+    /// Why the better scopes were not chosen (`--mounter auto`).
+    pub passed_over: Vec<String>,
+    pub watch: WatchConfig,
+}
+
+pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
+    let choice = match args.mounter {
+        MounterChoice::Auto => ScopeChoice::Auto,
+        MounterChoice::Systemd => ScopeChoice::Systemd,
+        MounterChoice::Cgroup => ScopeChoice::Cgroup,
+        MounterChoice::Inline => ScopeChoice::Inline,
+    };
+    let settings = ScopeSettings {
+        systemd_run: args.systemd_run.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+        fuse_cgroup: args.fuse_cgroup.clone(),
+        own_pid_namespace: crate::reaper::own_pid_namespace(),
+    };
+    let chosen = FuseScope::choose(choice, &settings).await?;
+    let volumes = NodeVolumes::new(
+        Arc::new(SystemMounter::new(chosen.scope.clone())),
         Arc::new(RemoteVolumeLookup::new(args.glusterd.gluster_cli.clone())),
         NodeConfig {
             node_id: args.node_id.clone(),
             mount_log_dir: args.mount_log_dir.clone(),
+            state_dir: args.state_dir.clone(),
         },
-    ))
+    )
+    .map_err(|e| format!("--state-dir {}: {e}", args.state_dir.display()))?;
+    Ok(NodeParts {
+        volumes: Arc::new(volumes),
+        scope: chosen.scope,
+        passed_over: chosen.passed_over,
+        watch: WatchConfig {
+            interval: Duration::from_millis(args.watch_interval_ms),
+            log_limit: args.mount_log_max_mib << 20,
+        },
+    })
 }
 
 /// Serves a brick agent backed by the glusterd at `glusterd` until shutdown.

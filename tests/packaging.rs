@@ -206,20 +206,26 @@ fn examples_use_a_storage_class_the_chart_makes() {
 
 #[test]
 fn chart_refuses_inconsistent_values() {
-    let values = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(values.path(), "glusterd:\n  access: ssh\n").unwrap();
-    let output = Command::new("python3")
-        .arg(root().join("tests/helm/chart.py"))
-        .args(["render", "/tmp/never-written"])
-        .arg(values.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("needs glusterd.ssh.servers"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for (values, expected) in [
+        ("glusterd:\n  access: ssh\n", "needs glusterd.ssh.servers"),
+        ("node:\n  mounter: fuse\n", "node.mounter must be auto"),
+        (
+            "node:\n  mounter: cgroup\n  hostPID: false\n",
+            "need node.hostPID",
+        ),
+    ] {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), values).unwrap();
+        let output = Command::new("python3")
+            .arg(root().join("tests/helm/chart.py"))
+            .args(["render", "/tmp/never-written"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{values}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{values}: {stderr}");
+    }
 }
 
 #[test]
@@ -248,6 +254,7 @@ fn image_runs_the_binary_the_manifests_expect() {
         ("/usr/sbin/gluster", "glusterfs-cli"),
         ("/usr/bin/ssh", "openssh-client"),
         ("/bin/mount", "mount"),
+        ("/usr/bin/systemd-run", "systemd"),
     ] {
         let output = Command::new("dpkg").args(["-S", tool]).output().unwrap();
         let owner = String::from_utf8_lossy(&output.stdout);
@@ -291,6 +298,18 @@ fn sockets_mounts_and_ports_line_up_in_every_render() {
     .unwrap();
     let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
     assert_eq!(problems.as_array().unwrap().len(), 2, "{problems}");
+    // ...and a node plugin whose FUSE clients could not outlive it.
+    let out = render(None);
+    let node = out.path().join("31-node.yaml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    assert!(text.contains("hostPID: true"));
+    std::fs::write(&node, text.replace("hostPID: true", "hostPID: false")).unwrap();
+    let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
+    assert_eq!(problems.as_array().unwrap().len(), 1, "{problems}");
+    assert!(
+        problems[0].as_str().unwrap().contains("needs hostPID"),
+        "{problems}"
+    );
 }
 
 /// The image's build stage, without Docker: exactly what its COPY lines put

@@ -66,6 +66,7 @@ impl Node for NodeService {
             let _guard = begin(&self.in_flight, id)?;
             self.volumes
                 .stage(&StageRequest {
+                    volume_id: id.to_string(),
                     staging_path,
                     context,
                     options,

@@ -506,7 +506,15 @@ fn is_zombie(pid: i32) -> bool {
 
 fn remove_state(description: &ClusterDescription) {
     let state = &description.state_dir;
-    for made in ["nodes", "bricks", "logs", "csi.sock", DESCRIPTION, ".lock"] {
+    for made in [
+        "nodes",
+        "node",
+        "bricks",
+        "logs",
+        "csi.sock",
+        DESCRIPTION,
+        ".lock",
+    ] {
         let path = state.join(made);
         let _ = if path.is_dir() {
             std::fs::remove_dir_all(&path)

@@ -75,6 +75,15 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
             args.node_id.clone(),
             "--mount-log-dir".to_string(),
             description.mount_log_dir.to_string_lossy().into_owned(),
+            // The FUSE clients of a dev run are meant to end with it.
+            "--mounter".to_string(),
+            "inline".to_string(),
+            "--state-dir".to_string(),
+            description
+                .state_dir
+                .join("node")
+                .to_string_lossy()
+                .into_owned(),
         ]),
     )?
     else {
@@ -85,7 +94,9 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
         ..node_args.glusterd.clone()
     };
     let provisioner = wiring::provisioner(&controller_args, true)?;
-    let volumes = wiring::node_volumes(&node_args);
+    let node = wiring::node(&node_args).await?;
+    let volumes = node.volumes.clone();
+    let watcher = tokio::spawn(crate::node::watch::run(volumes.clone(), node.watch.clone()));
 
     let (stop_agents, agents_stopped) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
@@ -118,6 +129,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
         "dev cluster ready"
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
+    watcher.abort();
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)

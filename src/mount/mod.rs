@@ -1,10 +1,13 @@
 //! Mounting: the [`Mounter`] the node logic works through, and the system
 //! implementation (mount.glusterfs, bind mounts, mountinfo, statvfs).
 //!
-//! Other strategies fit behind the same trait, e.g. running the FUSE client
-//! in a host systemd scope so mounts outlive the node plugin.
+//! Where FUSE clients run (and so whether they outlive the node plugin) is
+//! the mounter's [`FuseScope`]; [`repair`] puts a fresh mount wherever a dead
+//! one is still visible.
 
 pub mod mountinfo;
+pub mod repair;
+pub mod scope;
 pub mod servers;
 mod system;
 
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 pub use mountinfo::MountEntry;
+pub use repair::{RepairReport, ReplacedMount};
+pub use scope::{FuseScope, ScopeChoice, ScopeSettings};
 pub use system::SystemMounter;
 
 /// What a gluster FUSE mount connects to.
@@ -88,6 +93,14 @@ pub trait Mounter: Send + Sync {
     async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError>;
     /// Unmounts the top mount at `target`.
     async fn unmount(&self, target: &Path) -> Result<(), MountError>;
+    /// Replaces every other mount of the dead file system `dead` (bind
+    /// mounts on the node and inside running containers' own mount
+    /// namespaces) with a clone of the live mount at `fresh`.
+    async fn replace_dead(
+        &self,
+        dead: &MountEntry,
+        fresh: &Path,
+    ) -> Result<RepairReport, MountError>;
     /// Every mount, in mount order (the kernel's mount table).
     fn mount_table(&self) -> Result<Vec<MountEntry>, MountError>;
     fn path_state(&self, path: &Path) -> PathState;

@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's id, unique on the system while it exists.
+    pub id: u64,
+    /// Id of the mount this one is mounted on.
+    pub parent: u64,
     /// `major:minor` of the mounted file system; a bind mount shares it
     /// with its source.
     pub device: String,
@@ -51,6 +55,8 @@ fn parse_line(line: &str) -> Option<MountEntry> {
         return None;
     }
     Some(MountEntry {
+        id: fields[0].parse().ok()?,
+        parent: fields[1].parse().ok()?,
         device: fields[2].to_string(),
         root: PathBuf::from(unescape(fields[3])),
         mount_point: PathBuf::from(unescape(fields[4])),
@@ -99,6 +105,7 @@ garbage line";
         let entries = parse(SAMPLE);
         assert_eq!(entries.len(), 3);
         let stage = &entries[0];
+        assert_eq!((stage.id, stage.parent), (42, 27));
         assert_eq!(stage.mount_point, PathBuf::from("/tmp/tb/m/stage"));
         assert_eq!(stage.gluster_volume(), Some("v1"));
         assert!(!stage.is_read_only());

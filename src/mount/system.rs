@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sys_mount::{Mount, MountFlags, UnmountFlags, unmount};
-use tokio::process::Command;
 
 use super::mountinfo::{self, MountEntry};
+use super::repair::{self, RepairReport};
+use super::scope::FuseScope;
 use super::servers::answering_first;
 use super::{FsUsage, GlusterSource, MountError, Mounter, PathState};
 
 pub struct SystemMounter {
+    /// Where FUSE clients run.
+    scope: FuseScope,
     mount_program: PathBuf,
     mount_helper: PathBuf,
     /// How long to wait for mount.glusterfs.
@@ -23,19 +26,14 @@ pub struct SystemMounter {
 }
 
 impl SystemMounter {
-    pub fn new() -> Self {
+    pub fn new(scope: FuseScope) -> Self {
         SystemMounter {
+            scope,
             mount_program: "mount".into(),
             mount_helper: "/sbin/mount.glusterfs".into(),
             timeout: Duration::from_secs(60),
             probe_patience: Duration::from_millis(500),
         }
-    }
-}
-
-impl Default for SystemMounter {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -69,7 +67,12 @@ impl Mounter for SystemMounter {
         }
         all_options.extend(options.iter().cloned());
         let spec = format!("{primary}:/{}", source.volume);
-        let mut mount = Command::new(&self.mount_program);
+        let description = format!(
+            "glusterfs-csi FUSE client of {} at {}",
+            source.volume,
+            target.display()
+        );
+        let mut mount = self.scope.mount_command(&self.mount_program, &description);
         mount.arg("-t").arg("glusterfs");
         if !all_options.is_empty() {
             mount.arg("-o").arg(all_options.join(","));
@@ -81,11 +84,18 @@ impl Mounter for SystemMounter {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        tracing::debug!(%spec, target = %target.display(), options = ?all_options, "mount -t glusterfs");
+        tracing::debug!(%spec, target = %target.display(), options = ?all_options, scope = self.scope.name(), "mount -t glusterfs");
         let output = tokio::time::timeout(self.timeout, mount.output())
             .await
             .map_err(|_| MountError::Timeout(self.timeout.as_secs()))?
-            .map_err(MountError::io("running mount for", target))?;
+            .map_err(|e| MountError::Io {
+                action: "starting mount for",
+                path: target.to_path_buf(),
+                error: std::io::Error::other(format!(
+                    "in the {} FUSE client scope: {e}",
+                    self.scope.name()
+                )),
+            })?;
         if output.status.success() {
             return Ok(());
         }
@@ -135,6 +145,17 @@ impl Mounter for SystemMounter {
         })
         .await
         .map_err(|e| MountError::io("unmount task", Path::new(""))(std::io::Error::other(e)))?
+    }
+
+    async fn replace_dead(
+        &self,
+        dead: &MountEntry,
+        fresh: &Path,
+    ) -> Result<RepairReport, MountError> {
+        let (dead, fresh) = (dead.clone(), fresh.to_path_buf());
+        tokio::task::spawn_blocking(move || repair::replace_dead_mounts(&dead, &fresh))
+            .await
+            .map_err(|e| MountError::io("repair task", Path::new(""))(std::io::Error::other(e)))
     }
 
     fn mount_table(&self) -> Result<Vec<MountEntry>, MountError> {

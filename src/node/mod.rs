@@ -1,13 +1,21 @@
 //! Node logic: one gluster FUSE mount per volume per node at the staging
 //! path, bind mounts from there into pods. Idempotency is read from the
-//! kernel's mount table, never remembered.
+//! kernel's mount table, never remembered. What is remembered (on the host,
+//! [`staged`]) is how each volume was staged, so that a dead staging mount
+//! can be mounted again and put back wherever it was visible ([`heal`]),
+//! by the watcher ([`watch`]) or before a publish.
 
+mod heal;
+pub mod logs;
 pub mod options;
+pub mod staged;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tonic::Code;
 
@@ -15,7 +23,9 @@ use crate::gluster::{VolumeLookup, VolumeStatus};
 use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
 use crate::names::VolumeName;
 use crate::volume_context::VolumeContext;
+pub use heal::HealReport;
 pub use options::MountOptions;
+use staged::{StagedRecord, StagedVolumes};
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -23,6 +33,8 @@ pub struct NodeConfig {
     /// Where FUSE client logs go (one file per mount); gluster's default
     /// (/var/log/glusterfs) when unset.
     pub mount_log_dir: Option<PathBuf>,
+    /// Where staging records live (on the host, across plugin restarts).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +72,7 @@ impl NodeError {
 }
 
 pub struct StageRequest {
+    pub volume_id: String,
     pub staging_path: PathBuf,
     pub context: VolumeContext,
     pub options: MountOptions,
@@ -84,19 +97,38 @@ pub struct NodeVolumes {
     mounter: Arc<dyn Mounter>,
     lookup: Arc<dyn VolumeLookup>,
     config: NodeConfig,
+    staged: StagedVolumes,
+    /// Staging, unstaging and healing of one staging path, one at a time.
+    staging_locks: PathLocks,
 }
 
 impl NodeVolumes {
+    /// Reads the staging records on the host; those whose staging path no
+    /// longer holds a gluster mount (the node rebooted, say) are dropped.
     pub fn new(
         mounter: Arc<dyn Mounter>,
         lookup: Arc<dyn VolumeLookup>,
         config: NodeConfig,
-    ) -> Self {
-        NodeVolumes {
+    ) -> Result<Self, NodeError> {
+        let staged = StagedVolumes::open(&config.state_dir)?;
+        let table = mounter.mount_table()?;
+        for record in staged.all() {
+            if top_of(&table, &record.staging_path).is_none_or(|m| !m.is_glusterfs()) {
+                staged.remove(&record.staging_path)?;
+            }
+        }
+        Ok(NodeVolumes {
             mounter,
             lookup,
             config,
-        }
+            staged,
+            staging_locks: PathLocks::default(),
+        })
+    }
+
+    /// Staged volumes found mounted (adopted from an earlier run).
+    pub fn staged_count(&self) -> usize {
+        self.staged.all().len()
     }
 
     pub fn node_id(&self) -> &str {
@@ -107,29 +139,51 @@ impl NodeVolumes {
         self.mounter.check_ready().map_err(NodeError::NotReady)
     }
 
-    /// Mounts the volume at the staging path, unless it already is.
+    /// Mounts the volume at the staging path, unless it already is. A dead
+    /// mount there is healed (mounted again, and replaced wherever it was
+    /// bound).
     pub async fn stage(&self, request: &StageRequest) -> Result<(), NodeError> {
         let staging = &request.staging_path;
-        let volume = &request.context.volume;
+        let _staging = self.staging_locks.lock(staging).await;
         if let Some(top) = self.top_mount(staging)? {
             if self.mounter.path_state(staging) == PathState::Disconnected {
-                tracing::warn!(%volume, path = %staging.display(), "staging mount is dead (ENOTCONN); remounting");
-                self.unmount_all(staging).await?;
-            } else if top.gluster_volume() == Some(volume.as_str())
+                tracing::warn!(volume = %request.context.volume, path = %staging.display(), "staging mount is dead (ENOTCONN); healing it");
+                self.staged.save(StagedRecord::of(request))?;
+                self.heal_locked(request).await?;
+                return Ok(());
+            }
+            if top.gluster_volume() == Some(request.context.volume.as_str())
                 && top.is_read_only() == request.options.read_only()
             {
+                // Mounted by an earlier run of the plugin (or this request
+                // again): make sure it can be healed.
+                if self.staged.get(staging).is_none() {
+                    self.staged.save(StagedRecord::of(request))?;
+                }
                 return Ok(());
-            } else {
-                return Err(NodeError::AlreadyExists(format!(
-                    "{} is already mounted from {} ({}, {})",
-                    staging.display(),
-                    top.source,
-                    top.fs_type,
-                    if top.is_read_only() { "ro" } else { "rw" }
-                )));
             }
+            return Err(NodeError::AlreadyExists(format!(
+                "{} is already mounted from {} ({}, {})",
+                staging.display(),
+                top.source,
+                top.fs_type,
+                if top.is_read_only() { "ro" } else { "rw" }
+            )));
         }
         ensure_dir(staging)?;
+        self.staged.save(StagedRecord::of(request))?;
+        let mounted = self.mount_staging(request).await;
+        if mounted.is_err() {
+            self.staged.remove(staging)?;
+        }
+        mounted
+    }
+
+    /// The FUSE mount itself, with the client's log file and, when it
+    /// fails, the reason from glusterd or the client's log.
+    async fn mount_staging(&self, request: &StageRequest) -> Result<(), NodeError> {
+        let staging = &request.staging_path;
+        let volume = &request.context.volume;
         let mut options = request.options.as_slice().to_vec();
         let log_file = match &self.config.mount_log_dir {
             Some(dir) => {
@@ -168,9 +222,12 @@ impl NodeVolumes {
     /// Unmounts the staging path, unless another volume of ours is mounted
     /// there (then this volume is not staged there: nothing to do).
     pub async fn unstage(&self, volume_id: &str, staging: &Path) -> Result<(), NodeError> {
+        let _staging = self.staging_locks.lock(staging).await;
         if self.holds_other_volume(volume_id, staging)? {
             return Ok(());
         }
+        // Gone first, so nothing heals what is being unmounted.
+        self.staged.remove(staging)?;
         self.unmount_all(staging).await
     }
 
@@ -178,6 +235,12 @@ impl NodeVolumes {
     pub async fn publish(&self, request: &PublishRequest) -> Result<(), NodeError> {
         let staging = &request.staging_path;
         let target = &request.target_path;
+        // A dead staging mount is never bound: it is healed first.
+        if top_of(&self.mounter.mount_table()?, staging).is_some_and(|m| m.is_glusterfs())
+            && self.mounter.path_state(staging) == PathState::Disconnected
+        {
+            self.heal(staging).await?;
+        }
         // One read of the mount table serves every check below.
         let table = self.mounter.mount_table()?;
         let staged = top_of(&table, staging)
@@ -277,7 +340,8 @@ impl NodeVolumes {
         if state == PathState::Disconnected {
             return Ok(VolumeHealth::Abnormal(format!(
                 "the gluster FUSE client serving {} is gone (transport endpoint is not \
-                 connected); unstage and stage the volume again",
+                 connected); the node plugin mounts it again and puts it back in running \
+                 pods within seconds (see its log)",
                 path.display()
             )));
         }
@@ -353,6 +417,46 @@ impl NodeVolumes {
             }
         }
         Ok(())
+    }
+}
+
+/// One async lock per path, dropped from the map when nobody holds it.
+#[derive(Default)]
+struct PathLocks {
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct PathGuard<'a> {
+    owner: &'a PathLocks,
+    path: PathBuf,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl PathLocks {
+    async fn lock(&self, path: &Path) -> PathGuard<'_> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(path.to_path_buf()).or_default())
+        };
+        PathGuard {
+            owner: self,
+            path: path.to_path_buf(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for PathGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.guard.take());
+        // Only the map's own reference left: nobody holds or waits for it.
+        if locks
+            .get(&self.path)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.path);
+        }
     }
 }
 

@@ -14,19 +14,26 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
+fn config(dir: &Path) -> NodeConfig {
+    NodeConfig {
+        node_id: "n1".into(),
+        mount_log_dir: None,
+        state_dir: dir.join("state"),
+    }
+}
+
 fn fixture() -> Fixture {
     let mounter = Arc::new(FakeMounter::default());
+    let dir = tempfile::tempdir().unwrap();
     Fixture {
         node: NodeVolumes::new(
             mounter.clone(),
             Arc::new(FakeLookup::default()),
-            NodeConfig {
-                node_id: "n1".into(),
-                mount_log_dir: None,
-            },
-        ),
+            config(dir.path()),
+        )
+        .unwrap(),
         mounter,
-        dir: tempfile::tempdir().unwrap(),
+        dir,
     }
 }
 
@@ -38,6 +45,7 @@ impl Fixture {
     fn stage_request(&self, volume: &str, read_only: bool) -> StageRequest {
         let options = MountOptions::default();
         StageRequest {
+            volume_id: volume.to_string(),
             staging_path: self.path("staging"),
             context: VolumeContext::new(volume, &["a".into(), "b".into(), "c".into()], vec![])
                 .unwrap(),
@@ -149,7 +157,7 @@ async fn publish_needs_a_staged_volume_and_a_free_target() {
 }
 
 #[tokio::test]
-async fn dead_client_is_reported_and_healed() {
+async fn dead_client_is_reported_and_healed_by_staging_again() {
     let f = fixture();
     f.node
         .stage(&f.stage_request("csi-pvc-1", false))
@@ -168,6 +176,7 @@ async fn dead_client_is_reported_and_healed() {
         .stage(&f.stage_request("csi-pvc-1", false))
         .await
         .unwrap();
+    // The target was put back by the heal: publishing again changes nothing.
     f.node
         .publish(&f.publish_request("target", false))
         .await
@@ -177,8 +186,104 @@ async fn dead_client_is_reported_and_healed() {
         VolumeHealth::Healthy(_)
     ));
     let calls = f.mounter.calls();
-    let unmounts = calls.iter().filter(|c| c.starts_with("unmount")).count();
-    assert_eq!(unmounts, 2, "dead staging and target unmounted: {calls:?}");
+    let after_kill: Vec<&str> = calls[2..]
+        .iter()
+        .map(|c| c.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(after_kill, ["unmount", "mount", "replace"], "{calls:?}");
+}
+
+#[tokio::test]
+async fn publish_heals_a_dead_staging_mount_before_binding() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("first", false))
+        .await
+        .unwrap();
+    f.mounter.kill_client(&f.path("staging"));
+    f.node
+        .publish(&f.publish_request("second", false))
+        .await
+        .unwrap();
+    for target in ["first", "second"] {
+        assert!(
+            matches!(
+                f.node.stats("csi-pvc-1", &f.path(target)).unwrap(),
+                VolumeHealth::Healthy(_)
+            ),
+            "{target} serves the fresh mount"
+        );
+    }
+    let calls = f.mounter.calls();
+    let kinds: Vec<&str> = calls[2..]
+        .iter()
+        .map(|c| c.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(kinds, ["unmount", "mount", "replace", "bind"], "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_dead_mount_without_a_staging_record_is_never_bound() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    // As if staged by a plugin that kept no records.
+    f.node.staged.remove(&f.path("staging")).unwrap();
+    f.mounter.kill_client(&f.path("staging"));
+    let err = f
+        .node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("NodeStageVolume again"), "{err}");
+    assert!(!f.mounter.calls().iter().any(|c| c.starts_with("bind")));
+}
+
+#[tokio::test]
+async fn staging_records_follow_the_mounts_across_restarts() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", true))
+        .await
+        .unwrap();
+    let record = f.node.staged.get(&f.path("staging")).unwrap();
+    assert_eq!(record.volume_id, "csi-pvc-1");
+    assert!(record.request().unwrap().options.read_only());
+    // A restarted plugin adopts what is still mounted...
+    let restarted = NodeVolumes::new(
+        f.mounter.clone(),
+        Arc::new(FakeLookup::default()),
+        config(f.dir.path()),
+    )
+    .unwrap();
+    assert_eq!(restarted.staged_count(), 1);
+    // ...and forgets what is not (the node rebooted, say).
+    f.mounter.unmount(&f.path("staging")).await.unwrap();
+    let rebooted = NodeVolumes::new(
+        f.mounter.clone(),
+        Arc::new(FakeLookup::default()),
+        config(f.dir.path()),
+    )
+    .unwrap();
+    assert_eq!(rebooted.staged_count(), 0);
+    // Unstaging removes the record with the mount.
+    rebooted
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    assert_eq!(rebooted.staged_count(), 1);
+    rebooted
+        .unstage("csi-pvc-1", &f.path("staging"))
+        .await
+        .unwrap();
+    assert_eq!(rebooted.staged_count(), 0);
 }
 
 #[tokio::test]
@@ -286,12 +391,11 @@ async fn failed_mounts_of_missing_or_stopped_volumes() {
     let node = NodeVolumes::new(
         Arc::new(RefusingMounter),
         lookup.clone(),
-        NodeConfig {
-            node_id: "n1".into(),
-            mount_log_dir: None,
-        },
-    );
+        config(dir.path()),
+    )
+    .unwrap();
     let request = |volume: &str| StageRequest {
+        volume_id: volume.to_string(),
         staging_path: dir.path().join("staging"),
         context: VolumeContext::new(volume, &["a".into()], vec![]).unwrap(),
         options: MountOptions::default(),
@@ -304,6 +408,10 @@ async fn failed_mounts_of_missing_or_stopped_volumes() {
     lookup.set("running", VolumeStatus::Started);
     let err = node.stage(&request("running")).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal, "the mount error stands: {err}");
+    assert!(
+        node.staged.all().is_empty(),
+        "no record is left for a failed stage"
+    );
 }
 
 #[test]

@@ -5,6 +5,10 @@
 //! SIGTERM from the kernel (PR_SET_PDEATHSIG).
 #![allow(dead_code)]
 
+pub mod drills;
+pub mod pods;
+pub mod runtime;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -179,6 +179,22 @@ def wiring(directory):
                 problems.append(f"{where}: the kubelet directory is not mounted Bidirectional")
             if not driver.get("securityContext", {}).get("privileged"):
                 problems.append(f"{where}: the node plugin must be privileged to mount")
+            mounter = flag(args, "mounter") or "auto"
+            if mounter != "inline" and not pod.get("hostPID"):
+                problems.append(f"{where}: --mounter {mounter} needs hostPID (FUSE clients die with the pod's PID namespace)")
+            state = flag(args, "state-dir") or "/csi/state"
+            found = mounted(driver, volumes, state + "/x")
+            if not found or "hostPath" not in (found[1] or {}):
+                problems.append(f"{where}: --state-dir {state} is not on a host path (dead mounts could not be healed after a restart)")
+            if mounter in ("auto", "cgroup"):
+                root = flag(args, "cgroup-root") or "/sys/fs/cgroup"
+                found = mounted(driver, volumes, root)
+                if not found or (found[1] or {}).get("hostPath", {}).get("path") != "/sys/fs/cgroup" or found[0]["mountPath"] != root:
+                    problems.append(f"{where}: --cgroup-root {root} is not the host's /sys/fs/cgroup")
+            if mounter in ("auto", "systemd"):
+                found = mounted(driver, volumes, "/run/systemd/private")
+                if not found or (found[1] or {}).get("hostPath", {}).get("path") != "/run/systemd":
+                    problems.append(f"{where}: --mounter {mounter} needs the host's /run/systemd (systemd's private socket)")
             if flag(args, "brick-agent-listen"):
                 for sc in storage_classes:
                     root = sc.get("parameters", {}).get("brickRoot")

@@ -1,0 +1,107 @@
+//! Healing a dead staging mount: mount the volume again as it was staged,
+//! then put the fresh mount wherever the dead one is still visible (the
+//! kubelet's target paths, and the containers' own mount namespaces), so
+//! running pods see their volume again without a restart or a NodePublish.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{NodeError, NodeVolumes, StageRequest, top_of};
+use crate::mount::{PathState, RepairReport};
+
+/// What a heal did.
+#[derive(Debug)]
+pub struct HealReport {
+    pub volume: String,
+    pub staging_path: PathBuf,
+    pub repair: RepairReport,
+    pub took: Duration,
+}
+
+impl NodeVolumes {
+    /// Heals the staging mount at `staging` if it is dead; `None` if there
+    /// was nothing to do. Needs the staging record written at NodeStage.
+    pub async fn heal(&self, staging: &Path) -> Result<Option<HealReport>, NodeError> {
+        let _staging = self.staging_locks.lock(staging).await;
+        let record = self.staged.get(staging).ok_or_else(|| {
+            NodeError::NotStaged(format!(
+                "the mount at {} is dead and this node has no record of how it was staged \
+                 (NodeStageVolume again)",
+                staging.display()
+            ))
+        })?;
+        let request = record.request().map_err(|e| {
+            NodeError::NotStaged(format!(
+                "the staging record of {} is not usable ({e}); NodeStageVolume again",
+                staging.display()
+            ))
+        })?;
+        self.heal_locked(&request).await
+    }
+
+    /// [`NodeVolumes::heal`] with the staging path's lock already held.
+    pub(super) async fn heal_locked(
+        &self,
+        request: &StageRequest,
+    ) -> Result<Option<HealReport>, NodeError> {
+        let started = Instant::now();
+        let staging = &request.staging_path;
+        let Some(dead) = top_of(&self.mounter.mount_table()?, staging)
+            .filter(|m| m.is_glusterfs())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        if self.mounter.path_state(staging) != PathState::Disconnected {
+            return Ok(None);
+        }
+        self.unmount_all(staging).await?;
+        self.mount_staging(request).await?;
+        let repair = self.mounter.replace_dead(&dead, staging).await?;
+        let report = HealReport {
+            volume: request.context.volume.clone(),
+            staging_path: staging.clone(),
+            repair,
+            took: started.elapsed(),
+        };
+        log(&report, self.node_id());
+        Ok(Some(report))
+    }
+}
+
+fn log(report: &HealReport, node: &str) {
+    let repaired: Vec<String> = report
+        .repair
+        .replaced
+        .iter()
+        .map(|m| {
+            let owner = match (m.pid, &m.pod) {
+                (None, _) => "node".to_string(),
+                (Some(pid), Some(pod)) => {
+                    format!("pod {pod} (pid {pid}, {} processes)", m.processes)
+                }
+                (Some(pid), None) => format!("pid {pid} ({} processes)", m.processes),
+            };
+            format!("{owner}: {}", m.mount_point.display())
+        })
+        .collect();
+    let containers = report
+        .repair
+        .replaced
+        .iter()
+        .filter(|m| m.pid.is_some())
+        .count();
+    tracing::info!(
+        volume = %report.volume,
+        node,
+        staging = %report.staging_path.display(),
+        mounts_replaced = report.repair.replaced.len(),
+        in_containers = containers,
+        repaired = ?repaired,
+        took_ms = report.took.as_millis() as u64,
+        "dead FUSE mount healed"
+    );
+    for failure in &report.repair.failures {
+        tracing::warn!(volume = %report.volume, node, %failure, "could not put the healed mount back");
+    }
+}
