@@ -11,7 +11,8 @@
 //!   local glusterd (answering at once if glusterd is down, so the
 //!   controller fails over instead of waiting);
 //! - `remove-brick`: a brick removal request (JSON on stdin) checked against
-//!   the local glusterd exactly as the brick agent checks it.
+//!   the local glusterd exactly as the brick agent checks it; the brick is
+//!   moved to its root's trash and a detached child purges it.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use crate::AppResult;
 use crate::bricks::agent::remove_brick;
 use crate::bricks::ssh::{RemoveBrickAnswer, RemoveBrickRequest};
+use crate::bricks::trash;
 use crate::cli::SshCommandArgs;
 use crate::gluster::{GlusterCli, GlusterdAddress};
 
@@ -108,7 +110,10 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
                         Duration::from_secs(args.glusterd.gluster_timeout_seconds),
                     );
                     match remove_brick(&glusterd, &request.volume, &request.path).await {
-                        Ok(removed) => RemoveBrickAnswer::Removed(removed),
+                        Ok(removed) => {
+                            start_purge(Path::new(&request.path), removed);
+                            RemoveBrickAnswer::Removed(removed)
+                        }
                         Err(status) => RemoveBrickAnswer::Refused {
                             code: status.code() as i32,
                             message: status.message().to_string(),
@@ -119,6 +124,21 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
             println!("{}", serde_json::to_string(&answer)?);
             Ok(())
         }
+    }
+}
+
+/// Purges the trash the brick went to, detached: this process and the ssh
+/// session end now. A failure to start only delays the purge to the next
+/// removal in this brick root.
+fn start_purge(brick: &Path, moved: bool) {
+    let Some(trash) = trash::to_purge(brick, moved) else {
+        return;
+    };
+    if let Err(e) = trash::purge_detached(&trash) {
+        eprintln!(
+            "glusterfs-csi ssh-command: cannot start purging {}: {e}",
+            trash.display()
+        );
     }
 }
 

@@ -5,8 +5,10 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
+use glusterfs_csi::bricks::trash::TRASH_DIR;
 use glusterfs_csi::proto::csi::volume_capability::access_mode::Mode;
 use glusterfs_csi::proto::csi::*;
 use tonic::Code;
@@ -475,11 +477,24 @@ fn brick_leftovers(driver: &DevDriver) -> Vec<String> {
         .addresses()
         .iter()
         .flat_map(|server| {
-            std::fs::read_dir(driver.cluster.brick_root.join(server))
-                .unwrap()
-                .map(|e| format!("{server}/{}", e.unwrap().file_name().to_string_lossy()))
-                .collect::<Vec<_>>()
+            brick_root_entries(&driver.cluster.brick_root.join(server))
+                .into_iter()
+                .map(move |name| format!("{server}/{name}"))
         })
+        .collect()
+}
+
+/// What a brick root holds besides its trash, once the purge children
+/// have emptied the trash.
+fn brick_root_entries(root: &Path) -> Vec<String> {
+    let trash = root.join(TRASH_DIR);
+    wait_until(Duration::from_secs(30), || {
+        !std::fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some())
+    });
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != TRASH_DIR)
         .collect()
 }
 
@@ -565,7 +580,8 @@ async fn a_failed_create_leaves_nothing_and_the_retry_succeeds() {
         .await
         .unwrap();
     for server in &servers {
-        assert_eq!(std::fs::read_dir(root.join(server)).unwrap().count(), 0);
+        let left = brick_root_entries(&root.join(server));
+        assert!(left.is_empty(), "{left:?}");
     }
 }
 

@@ -9,13 +9,19 @@
 //!   brick, of no existing volume, holding nothing but an empty `.glusterfs`.
 //!
 //! So a caller can at worst remove what the driver would remove anyway.
+//!
+//! Removing is one rename into the brick root's `.glusterfs-csi-trash`; a
+//! `purge-brick-trash` child process deletes the tree, so no tree can hurt
+//! the node plugin.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::remove::{self, BrickDir};
+use super::remove::{self, BrickDir, TrashError};
+use super::trash;
 use crate::gluster::{Glusterd, VolumeStatus};
 use crate::names::VolumeName;
 use crate::ownership::Ownership;
@@ -24,6 +30,9 @@ use crate::proto::brick_agent::{RemoveBrickRequest, RemoveBrickResponse};
 
 /// gRPC metadata key carrying the shared token.
 pub const TOKEN_HEADER: &str = "x-glusterfs-csi-token";
+/// How long the agent gives one RemoveBrick (glusterd checks and the move)
+/// before answering DEADLINE_EXCEEDED; the work goes on and a retry sees it.
+pub const REMOVE_BRICK_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct BrickAgentService {
     glusterd: Arc<dyn Glusterd>,
@@ -55,8 +64,10 @@ impl BrickAgentService {
 }
 
 /// Removes a brick directory if, and only if, glusterd says it may go (see
-/// the module comment). Returns false when nothing was there. Shared by the
-/// gRPC agent and `glusterfs-csi ssh-command remove-brick`.
+/// the module comment), by moving it into its brick root's trash. Returns
+/// false when nothing was there. The caller then starts the purge of
+/// [`trash::to_purge`]. Shared by the gRPC agent and `glusterfs-csi
+/// ssh-command remove-brick`.
 pub async fn remove_brick(
     glusterd: &dyn Glusterd,
     volume: &str,
@@ -78,12 +89,26 @@ pub async fn remove_brick(
     }
     authorize(glusterd, &volume, &path).await?;
     let target = path.clone();
-    let removed = tokio::task::spawn_blocking(move || remove::remove_tree(&target))
+    // Owns what it needs: once started, the move completes even if the caller goes away.
+    let moved = tokio::task::spawn_blocking(move || remove::move_to_trash(&target))
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("removing {}: {e}", path.display())))?;
-    tracing::info!(volume = %volume, path = %path.display(), removed, "brick directory removed");
-    Ok(removed)
+        .map_err(|e| match e {
+            TrashError::Refused(why) => Status::failed_precondition(why),
+            TrashError::Io(why) => Status::internal(format!("removing {}: {why}", path.display())),
+        })?;
+    match &moved {
+        Some(trashed) => tracing::info!(
+            volume = %volume,
+            path = %path.display(),
+            trash = %trashed.trash.join(&trashed.entry).display(),
+            "brick directory moved to the trash"
+        ),
+        None => {
+            tracing::info!(volume = %volume, path = %path.display(), "brick directory already gone")
+        }
+    }
+    Ok(moved.is_some())
 }
 
 /// Decides whether the brick may go, from glusterd's own answers.
@@ -163,7 +188,25 @@ impl BrickAgent for BrickAgentService {
     ) -> Result<Response<RemoveBrickResponse>, Status> {
         self.check_token(&request)?;
         let request = request.into_inner();
-        let removed = remove_brick(self.glusterd.as_ref(), &request.volume, &request.path).await?;
+        let glusterd = Arc::clone(&self.glusterd);
+        // Own task: a caller going away, or our deadline, never stops a removal half-way.
+        let removal = tokio::spawn(async move {
+            let removed = remove_brick(glusterd.as_ref(), &request.volume, &request.path).await?;
+            if let Some(trash) = trash::to_purge(Path::new(&request.path), removed) {
+                trash::purge_in_child(trash);
+            }
+            Ok::<bool, Status>(removed)
+        });
+        let removed = tokio::time::timeout(REMOVE_BRICK_DEADLINE, removal)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "removing the brick took longer than {} s; it goes on, and a retry sees \
+                     its outcome",
+                    REMOVE_BRICK_DEADLINE.as_secs()
+                ))
+            })?
+            .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(RemoveBrickResponse { removed }))
     }
 }

@@ -8,11 +8,15 @@ use async_trait::async_trait;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use super::agent::TOKEN_HEADER;
+use super::agent::{REMOVE_BRICK_DEADLINE, TOKEN_HEADER};
 use crate::controller::{BrickError, BrickRemover};
 use crate::names::VolumeName;
 use crate::proto::brick_agent::RemoveBrickRequest;
 use crate::proto::brick_agent::brick_agent_client::BrickAgentClient;
+
+/// Longer than the agent's own deadline, so its DEADLINE_EXCEEDED answer
+/// arrives instead of this side giving up first.
+const AGENT_TIMEOUT: Duration = REMOVE_BRICK_DEADLINE.saturating_add(Duration::from_secs(30));
 
 pub struct AgentBrickRemover {
     port: u16,
@@ -37,7 +41,7 @@ impl AgentBrickRemover {
         let channel = Endpoint::from_shared(format!("http://{host}:{}", self.port))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(120))
+            .timeout(AGENT_TIMEOUT)
             .connect_lazy();
         channels.insert(host.to_string(), channel.clone());
         Ok(channel)
@@ -74,7 +78,18 @@ impl BrickRemover for AgentBrickRemover {
             Err(status) => {
                 let code = status.code();
                 let message = match code {
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => format!(
+                    // tonic's own timeout comes back as CANCELLED.
+                    Code::Cancelled => format!(
+                        "the brick agent on {host}:{} gave no answer within {} s ({})",
+                        self.port,
+                        AGENT_TIMEOUT.as_secs(),
+                        status.message()
+                    ),
+                    Code::DeadlineExceeded => format!(
+                        "the brick agent on {host} did not finish in time: {}",
+                        status.message()
+                    ),
+                    Code::Unavailable | Code::Unknown => format!(
                         "the brick agent on {host}:{} did not answer ({}); is the node plugin \
                          running there?",
                         self.port,
@@ -82,14 +97,12 @@ impl BrickRemover for AgentBrickRemover {
                     ),
                     _ => format!("the brick agent on {host} refused: {}", status.message()),
                 };
-                Err(error(
-                    if code == Code::Unknown {
-                        Code::Unavailable
-                    } else {
-                        code
-                    },
-                    message,
-                ))
+                let code = match code {
+                    Code::Unknown => Code::Unavailable,
+                    Code::Cancelled => Code::DeadlineExceeded,
+                    code => code,
+                };
+                Err(error(code, message))
             }
         }
     }
