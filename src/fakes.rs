@@ -17,7 +17,8 @@ use crate::gluster::{
     Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeLookup, VolumeStatus,
 };
 use crate::mount::{
-    FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState, RepairReport, ReplacedMount,
+    DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
+    RepairReport, ReplacedMount,
 };
 use crate::names::VolumeName;
 
@@ -351,6 +352,8 @@ struct MountState {
     next_device: u32,
     next_id: u64,
     calls: Vec<String>,
+    /// Mounts to refuse, as when no server answers.
+    failing_mounts: u32,
 }
 
 impl MountState {
@@ -382,6 +385,11 @@ impl FakeMounter {
         state.dead.extend(dead);
     }
 
+    /// The next `count` gluster mounts fail.
+    pub fn fail_next_mounts(&self, count: u32) {
+        self.state.lock().unwrap().failing_mounts = count;
+    }
+
     pub fn mount_foreign(&self, path: &Path) {
         let mut state = self.state.lock().unwrap();
         let id = state.new_id();
@@ -407,6 +415,16 @@ impl Mounter for FakeMounter {
         options: &[String],
     ) -> Result<(), MountError> {
         let mut state = self.state.lock().unwrap();
+        if state.failing_mounts > 0 {
+            state.failing_mounts -= 1;
+            state
+                .calls
+                .push(format!("mount (refused) {}", target.display()));
+            return Err(MountError::NoServer {
+                volume: source.volume.clone(),
+                servers: source.servers.join(", "),
+            });
+        }
         state.next_device += 1;
         let device = format!("0:{}", 40 + state.next_device);
         state.calls.push(format!(
@@ -472,7 +490,7 @@ impl Mounter for FakeMounter {
 
     async fn replace_dead(
         &self,
-        dead: &MountEntry,
+        dead: &DeadFileSystem,
         fresh: &Path,
     ) -> Result<RepairReport, MountError> {
         let mut state = self.state.lock().unwrap();
@@ -588,7 +606,7 @@ impl Mounter for RefusingMounter {
         Ok(())
     }
 
-    async fn replace_dead(&self, _: &MountEntry, _: &Path) -> Result<RepairReport, MountError> {
+    async fn replace_dead(&self, _: &DeadFileSystem, _: &Path) -> Result<RepairReport, MountError> {
         unreachable!("nothing is ever mounted")
     }
 

@@ -78,7 +78,9 @@ pub fn supervise(reaping: Reaping) -> ExitCode {
     }
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    let mut driver = Command::new("/proc/self/exe");
+    // By its path, so the driver's process name is the binary's own.
+    let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let mut driver = Command::new(program);
     driver.arg0(arg0).args(args).env(SUPERVISED_ENV, "1");
     // SAFETY: prctl and sigprocmask are async-signal-safe; nothing else
     // runs before exec.

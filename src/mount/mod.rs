@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 pub use mountinfo::MountEntry;
-pub use repair::{RepairReport, ReplacedMount};
+pub use repair::{DeadFileSystem, RepairReport, ReplacedMount};
 pub use scope::{FuseScope, ScopeChoice, ScopeSettings};
 pub use system::SystemMounter;
 
@@ -98,7 +98,7 @@ pub trait Mounter: Send + Sync {
     /// namespaces) with a clone of the live mount at `fresh`.
     async fn replace_dead(
         &self,
-        dead: &MountEntry,
+        dead: &DeadFileSystem,
         fresh: &Path,
     ) -> Result<RepairReport, MountError>;
     /// Every mount, in mount order (the kernel's mount table).

@@ -30,6 +30,31 @@ const MOUNTINFO_LIMIT: u64 = 16 << 20;
 /// How long one namespace's repair may take before it is reported failed.
 const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The file system of a dead FUSE mount: what its bind mounts share. Kept
+/// in the staging record while a heal waits to finish (the device number
+/// stays taken while any mount of it is left).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadFileSystem {
+    /// `major:minor` as mountinfo shows it.
+    pub device: String,
+    pub fs_type: String,
+    pub source: String,
+}
+
+impl DeadFileSystem {
+    pub fn of(mount: &MountEntry) -> DeadFileSystem {
+        DeadFileSystem {
+            device: mount.device.clone(),
+            fs_type: mount.fs_type.clone(),
+            source: mount.source.clone(),
+        }
+    }
+
+    fn is(&self, mount: &MountEntry) -> bool {
+        mount.device == self.device && mount.fs_type == self.fs_type && mount.source == self.source
+    }
+}
+
 /// One mount put back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplacedMount {
@@ -53,7 +78,7 @@ pub struct RepairReport {
 /// `fresh` itself) in this process's mount namespace and in every other
 /// namespace on the node, with a clone of the live mount at `fresh`.
 /// Blocking; run it off the async runtime.
-pub fn replace_dead_mounts(dead: &MountEntry, fresh: &Path) -> RepairReport {
+pub fn replace_dead_mounts(dead: &DeadFileSystem, fresh: &Path) -> RepairReport {
     let mut report = RepairReport::default();
     let fresh_root = match open_path(fresh, libc::O_DIRECTORY) {
         Ok(fd) => fd,
@@ -87,15 +112,10 @@ pub fn replace_dead_mounts(dead: &MountEntry, fresh: &Path) -> RepairReport {
 }
 
 /// Mounts of `dead`'s file system in a mountinfo text, shallowest first.
-fn victims(text: &str, dead: &MountEntry, except: Option<&Path>) -> Vec<MountEntry> {
+fn victims(text: &str, dead: &DeadFileSystem, except: Option<&Path>) -> Vec<MountEntry> {
     let mut found: Vec<MountEntry> = mountinfo::parse(text)
         .into_iter()
-        .filter(|m| {
-            m.device == dead.device
-                && m.fs_type == dead.fs_type
-                && m.source == dead.source
-                && Some(m.mount_point.as_path()) != except
-        })
+        .filter(|m| dead.is(m) && Some(m.mount_point.as_path()) != except)
         .collect();
     found.sort_by_key(|m| m.mount_point.components().count());
     found
@@ -115,7 +135,7 @@ fn namespace_of(pid: &str) -> Option<String> {
 }
 
 /// Every other mount namespace in which the dead file system is mounted.
-fn other_namespaces(own: Option<&str>, dead: &MountEntry) -> Vec<Job> {
+fn other_namespaces(own: Option<&str>, dead: &DeadFileSystem) -> Vec<Job> {
     let mut jobs: HashMap<String, Job> = HashMap::new();
     let mut clean: std::collections::HashSet<String> = Default::default();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -599,7 +619,7 @@ mod tests {
 32 1 0:50 / /k/pods/b rw - fuse.glusterfs s:/v rw
 33 1 0:51 / /k/pods/c rw - fuse.glusterfs s:/v rw
 34 1 0:50 / /k/other rw - tmpfs tmpfs rw";
-        let dead = mountinfo::parse(text).remove(0);
+        let dead = DeadFileSystem::of(&mountinfo::parse(text)[0]);
         let found: Vec<u64> = victims(text, &dead, Some(Path::new("/k/staging")))
             .iter()
             .map(|m| m.id)

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sys_mount::{Mount, MountFlags, UnmountFlags, unmount};
 
 use super::mountinfo::{self, MountEntry};
-use super::repair::{self, RepairReport};
+use super::repair::{self, DeadFileSystem, RepairReport};
 use super::scope::FuseScope;
 use super::servers::answering_first;
 use super::{FsUsage, GlusterSource, MountError, Mounter, PathState};
@@ -149,7 +149,7 @@ impl Mounter for SystemMounter {
 
     async fn replace_dead(
         &self,
-        dead: &MountEntry,
+        dead: &DeadFileSystem,
         fresh: &Path,
     ) -> Result<RepairReport, MountError> {
         let (dead, fresh) = (dead.clone(), fresh.to_path_buf());

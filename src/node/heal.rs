@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::staged::StagedRecord;
 use super::{NodeError, NodeVolumes, StageRequest, top_of};
-use crate::mount::{PathState, RepairReport};
+use crate::mount::{DeadFileSystem, PathState, RepairReport};
 
 /// What a heal did.
 #[derive(Debug)]
@@ -19,8 +20,9 @@ pub struct HealReport {
 }
 
 impl NodeVolumes {
-    /// Heals the staging mount at `staging` if it is dead; `None` if there
-    /// was nothing to do. Needs the staging record written at NodeStage.
+    /// Heals the staging mount at `staging` if it is dead, or finishes an
+    /// earlier heal; `None` if there was nothing to do. Needs the staging
+    /// record written at NodeStage.
     pub async fn heal(&self, staging: &Path) -> Result<Option<HealReport>, NodeError> {
         let _staging = self.staging_locks.lock(staging).await;
         let record = self.staged.get(staging).ok_or_else(|| {
@@ -36,28 +38,44 @@ impl NodeVolumes {
                 staging.display()
             ))
         })?;
-        self.heal_locked(&request).await
+        self.heal_locked(&request, record.dead).await
     }
 
-    /// [`NodeVolumes::heal`] with the staging path's lock already held.
+    /// [`NodeVolumes::heal`] with the staging path's lock held. `pending`:
+    /// dead file systems an earlier heal has not replaced yet.
     pub(super) async fn heal_locked(
         &self,
         request: &StageRequest,
+        pending: Vec<DeadFileSystem>,
     ) -> Result<Option<HealReport>, NodeError> {
         let started = Instant::now();
         let staging = &request.staging_path;
-        let Some(dead) = top_of(&self.mounter.mount_table()?, staging)
+        let top = top_of(&self.mounter.mount_table()?, staging)
             .filter(|m| m.is_glusterfs())
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        if self.mounter.path_state(staging) != PathState::Disconnected {
+            .cloned();
+        let alive = top.is_some() && self.mounter.path_state(staging) != PathState::Disconnected;
+        let mut dead = pending;
+        if let Some(top) = top.filter(|_| !alive) {
+            dead.push(DeadFileSystem::of(&top));
+            // Kept before the dead mount goes: if mounting again fails, the
+            // next try still knows what to replace.
+            self.staged
+                .save(StagedRecord::of(request).with_dead(dead.clone()))?;
+            self.unmount_all(staging).await?;
+        }
+        if dead.is_empty() {
             return Ok(None);
         }
-        self.unmount_all(staging).await?;
-        self.mount_staging(request).await?;
-        let repair = self.mounter.replace_dead(&dead, staging).await?;
+        if !alive {
+            self.mount_staging(request).await?;
+        }
+        let mut repair = RepairReport::default();
+        for file_system in &dead {
+            let done = self.mounter.replace_dead(file_system, staging).await?;
+            repair.replaced.extend(done.replaced);
+            repair.failures.extend(done.failures);
+        }
+        self.staged.save(StagedRecord::of(request))?;
         let report = HealReport {
             volume: request.context.volume.clone(),
             staging_path: staging.clone(),

@@ -91,7 +91,7 @@ mod tests {
         }
         std::fs::write(&small, b"short\n").unwrap();
         let cut = cut_oversized(dir.path(), 4000).unwrap();
-        assert_eq!(cut, [big.clone()]);
+        assert_eq!(cut, std::slice::from_ref(&big));
         assert_eq!(std::fs::metadata(&big).unwrap().len(), 0);
         let kept = std::fs::read(dir.path().join("csi-pvc-1-0a1b2c3d.log.1")).unwrap();
         assert_eq!(kept.len(), 1000);

@@ -113,7 +113,8 @@ impl NodeVolumes {
         let staged = StagedVolumes::open(&config.state_dir)?;
         let table = mounter.mount_table()?;
         for record in staged.all() {
-            if top_of(&table, &record.staging_path).is_none_or(|m| !m.is_glusterfs()) {
+            let mounted = top_of(&table, &record.staging_path).is_some_and(|m| m.is_glusterfs());
+            if !mounted && record.dead.is_empty() {
                 staged.remove(&record.staging_path)?;
             }
         }
@@ -145,11 +146,12 @@ impl NodeVolumes {
     pub async fn stage(&self, request: &StageRequest) -> Result<(), NodeError> {
         let staging = &request.staging_path;
         let _staging = self.staging_locks.lock(staging).await;
+        // Dead mounts an earlier heal could not replace yet.
+        let pending = self.staged.get(staging).map(|r| r.dead).unwrap_or_default();
         if let Some(top) = self.top_mount(staging)? {
             if self.mounter.path_state(staging) == PathState::Disconnected {
                 tracing::warn!(volume = %request.context.volume, path = %staging.display(), "staging mount is dead (ENOTCONN); healing it");
-                self.staged.save(StagedRecord::of(request))?;
-                self.heal_locked(request).await?;
+                self.heal_locked(request, pending).await?;
                 return Ok(());
             }
             if top.gluster_volume() == Some(request.context.volume.as_str())
@@ -159,6 +161,9 @@ impl NodeVolumes {
                 // again): make sure it can be healed.
                 if self.staged.get(staging).is_none() {
                     self.staged.save(StagedRecord::of(request))?;
+                }
+                if !pending.is_empty() {
+                    self.heal_locked(request, pending).await?;
                 }
                 return Ok(());
             }
@@ -171,12 +176,18 @@ impl NodeVolumes {
             )));
         }
         ensure_dir(staging)?;
-        self.staged.save(StagedRecord::of(request))?;
-        let mounted = self.mount_staging(request).await;
-        if mounted.is_err() {
-            self.staged.remove(staging)?;
+        self.staged
+            .save(StagedRecord::of(request).with_dead(pending.clone()))?;
+        if let Err(e) = self.mount_staging(request).await {
+            if pending.is_empty() {
+                self.staged.remove(staging)?;
+            }
+            return Err(e);
         }
-        mounted
+        if !pending.is_empty() {
+            self.heal_locked(request, pending).await?;
+        }
+        Ok(())
     }
 
     /// The FUSE mount itself, with the client's log file and, when it
@@ -236,9 +247,13 @@ impl NodeVolumes {
         let staging = &request.staging_path;
         let target = &request.target_path;
         // A dead staging mount is never bound: it is healed first.
-        if top_of(&self.mounter.mount_table()?, staging).is_some_and(|m| m.is_glusterfs())
-            && self.mounter.path_state(staging) == PathState::Disconnected
-        {
+        let needs_heal = match top_of(&self.mounter.mount_table()?, staging) {
+            Some(top) if top.is_glusterfs() => {
+                self.mounter.path_state(staging) == PathState::Disconnected
+            }
+            _ => self.staged.get(staging).is_some_and(|r| !r.dead.is_empty()),
+        };
+        if needs_heal {
             self.heal(staging).await?;
         }
         // One read of the mount table serves every check below.

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{MountOptions, NodeError, StageRequest};
-use crate::mount::MountError;
+use crate::mount::{DeadFileSystem, MountError};
 use crate::volume_context::VolumeContext;
 
 const FORMAT: u32 = 1;
@@ -32,6 +32,11 @@ pub struct StagedRecord {
     pub servers: Vec<String>,
     /// Validated mount options, `ro` included when read-only.
     pub options: Vec<String>,
+    /// Dead file systems whose mounts still wait to be replaced: a heal
+    /// that could not mount the volume again (servers down) goes on from
+    /// here, also after a restart of the plugin.
+    #[serde(default)]
+    pub dead: Vec<DeadFileSystem>,
 }
 
 impl StagedRecord {
@@ -43,7 +48,13 @@ impl StagedRecord {
             volume: request.context.volume.clone(),
             servers: request.context.servers(),
             options: request.options.as_slice().to_vec(),
+            dead: Vec::new(),
         }
+    }
+
+    pub fn with_dead(mut self, dead: Vec<DeadFileSystem>) -> StagedRecord {
+        self.dead = dead;
+        self
     }
 
     /// The stage request again, validated as a new one would be.

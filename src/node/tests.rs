@@ -227,6 +227,56 @@ async fn publish_heals_a_dead_staging_mount_before_binding() {
 }
 
 #[tokio::test]
+async fn a_heal_that_cannot_mount_again_is_finished_later_even_after_a_restart() {
+    let f = fixture();
+    f.node
+        .stage(&f.stage_request("csi-pvc-1", false))
+        .await
+        .unwrap();
+    f.node
+        .publish(&f.publish_request("target", false))
+        .await
+        .unwrap();
+    f.mounter.kill_client(&f.path("staging"));
+    f.mounter.fail_next_mounts(1);
+    let err = f.node.heal(&f.path("staging")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    // The dead mount is gone, what is left to replace is on record.
+    assert!(f.node.top_mount(&f.path("staging")).unwrap().is_none());
+    assert_eq!(f.node.staged.get(&f.path("staging")).unwrap().dead.len(), 1);
+    let restarted = NodeVolumes::new(
+        f.mounter.clone(),
+        Arc::new(FakeLookup::default()),
+        config(f.dir.path()),
+    )
+    .unwrap();
+    assert_eq!(
+        restarted.staged_count(),
+        1,
+        "kept though nothing is mounted"
+    );
+    let report = restarted
+        .heal(&f.path("staging"))
+        .await
+        .unwrap()
+        .expect("healed");
+    assert_eq!(report.repair.replaced.len(), 1, "{report:?}");
+    assert!(matches!(
+        restarted.stats("csi-pvc-1", &f.path("target")).unwrap(),
+        VolumeHealth::Healthy(_)
+    ));
+    assert!(
+        restarted
+            .staged
+            .get(&f.path("staging"))
+            .unwrap()
+            .dead
+            .is_empty()
+    );
+    assert!(restarted.heal(&f.path("staging")).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn a_dead_mount_without_a_staging_record_is_never_bound() {
     let f = fixture();
     f.node

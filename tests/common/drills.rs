@@ -295,6 +295,54 @@ pub struct DrillFigures {
     pub plugin_rss_kib: u64,
 }
 
+/// Memory of a node plugin container with `count` volumes staged: the
+/// plugin's own RSS, all processes of its container, the FUSE clients.
+#[derive(Debug, Default)]
+pub struct Density {
+    pub plugin_kib: u64,
+    pub container_kib: u64,
+    pub clients_kib: u64,
+}
+
+pub async fn density(mounter: &'static str, count: usize) -> Density {
+    let stage = Stage::new().await;
+    let plugin = stage.plugin(&stage.setup(mounter, false), 0).await;
+    let volumes = stage.create(count).await;
+    let mut node = plugin.node();
+    for volume in &volumes {
+        node.node_stage_volume(stage_request(volume, &stage.staging(volume)))
+            .await
+            .unwrap();
+    }
+    let clients: Vec<i32> = volumes
+        .iter()
+        .map(|v| fuse_client_of(&stage.staging(v)).expect("a FUSE client"))
+        .collect();
+    let figures = Density {
+        plugin_kib: rss_kib(plugin.pid()),
+        container_kib: plugin.container_pids().into_iter().map(rss_kib).sum(),
+        clients_kib: clients.into_iter().map(rss_kib).sum(),
+    };
+    let mut controller = stage.driver.controller();
+    for volume in &volumes {
+        node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            staging_target_path: stage.staging(volume).to_string_lossy().into_owned(),
+        })
+        .await
+        .unwrap();
+        controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    plugin.kill();
+    figures
+}
+
 pub fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()

@@ -136,9 +136,20 @@ impl DevDriver {
         }
     }
 
-    /// Process id of the driver (the dev process).
+    /// Process id of the driver: the dev process the reaper in front of it
+    /// started (`src/reaper.rs`).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        let reaper = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{reaper}/task/{reaper}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "glusterfs-csi")
+            })
+            .expect("the dev driver runs under its reaper")
     }
 
     pub fn identity(&self) -> IdentityClient<Channel> {

@@ -403,6 +403,14 @@ impl NodePlugin {
         self.child.id() as i32
     }
 
+    /// Processes in the plugin's container (its cgroup).
+    pub fn container_pids(&self) -> Vec<i32> {
+        self.cgroup
+            .as_ref()
+            .map(TestCgroup::pids)
+            .unwrap_or_default()
+    }
+
     /// The process that is PID 1 of the plugin's PID namespace.
     pub fn namespace_init(&self) -> i32 {
         let children =
