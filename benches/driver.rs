@@ -61,15 +61,6 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// RSS of the gluster CLI sessions the driver keeps (its child processes).
 fn session_rss_kib(driver_pid: u32) -> (usize, u64) {
     let mut count = 0;
@@ -89,7 +80,7 @@ fn session_rss_kib(driver_pid: u32) -> (usize, u64) {
             .unwrap_or(0);
         if ppid == driver_pid && comm_part.ends_with("(gluster") {
             count += 1;
-            total += rss_kib(pid);
+            total += rss_kib(pid as i32);
         }
     }
     (count, total)
@@ -176,7 +167,7 @@ async fn latency(report: &mut Report) {
     let pid = driver_pid(&driver);
     report.add(
         "driver RSS idle",
-        format!("{:.1} MiB", rss_kib(pid) as f64 / 1024.0),
+        format!("{:.1} MiB", rss_kib(pid as i32) as f64 / 1024.0),
         "<= 20 MiB",
     );
     // One started volume first: the first start on a cluster also starts
@@ -303,7 +294,7 @@ async fn parallel_driver(report: &mut Report) {
         let (sessions, session_kib) = session_rss_kib(pid);
         format!(
             "{:.1} MiB (gluster CLI sessions beside it: {sessions}, {:.1} MiB)",
-            rss_kib(pid) as f64 / 1024.0,
+            rss_kib(pid as i32) as f64 / 1024.0,
             session_kib as f64 / 1024.0
         )
     };
@@ -338,13 +329,7 @@ async fn survival(report: &mut Report) {
     let (volume, _) = create(&driver, "pvc-heal").await;
     let staging = driver.staging_path("pvc-heal");
     let target = driver.target_path("pod", "pvc-heal");
-    let mut node = driver.node();
-    node.node_stage_volume(stage_request(&volume, &staging))
-        .await
-        .unwrap();
-    node.node_publish_volume(publish_request(&volume, &staging, &target, false))
-        .await
-        .unwrap();
+    stage_and_publish(&mut driver.node(), &volume, &staging, &target).await;
     let mut pod = Pod::start(&target, &driver.kubelet.path().join("views"), "app");
     let raw_dir = driver.kubelet.path().join("raw-mount");
     std::fs::create_dir_all(&raw_dir).unwrap();
@@ -353,11 +338,7 @@ async fn survival(report: &mut Report) {
     for _ in 0..5 {
         let client = fuse_client_of(&staging).unwrap();
         let killed = std::time::SystemTime::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(client),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        sigkill(client);
         pod.expect("error", Duration::from_secs(10));
         let recovered = pod.expect("recovered", Duration::from_secs(30));
         let at = recovered["at"].as_f64().unwrap();

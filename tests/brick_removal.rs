@@ -33,13 +33,8 @@ const DEV_PEAK_RSS_KIB: u64 = 32 * 1024;
 async fn a_hostile_brick_is_purged_outside_the_agent_process() {
     let driver = DevDriver::start().await;
     let mut controller = driver.controller();
-    let volume = controller
-        .create_volume(create_request(&pvc_name(), &[("replica", "3")]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    // replica 3, the default.
+    let volume = create_volume(&driver, &pvc_name()).await;
     let id = volume.volume_id.clone();
     let servers = driver.cluster.addresses();
     let roots: Vec<PathBuf> = servers

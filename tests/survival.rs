@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::pods::{Pod, fuse_client_of};
 use common::*;
-use glusterfs_csi::proto::csi::*;
 
 /// A FUSE client SIGKILLed under a running pod: the pod's own view of the
 /// volume (a private bind in its own mount namespace) works again within
@@ -19,22 +18,11 @@ async fn a_killed_fuse_client_is_healed_inside_running_pods() {
     let driver = DevDriver::start().await;
     let (mut controller, mut node) = (driver.controller(), driver.node());
     let name = pvc_name();
-    let volume = controller
-        .create_volume(create_request(&name, &[]))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let volume = create_volume(&driver, &name).await;
     let id = volume.volume_id.clone();
     let staging = driver.staging_path(&name);
     let target = driver.target_path("pod-a", &name);
-    node.node_stage_volume(stage_request(&volume, &staging))
-        .await
-        .unwrap();
-    node.node_publish_volume(publish_request(&volume, &staging, &target, false))
-        .await
-        .unwrap();
+    stage_and_publish(&mut node, &volume, &staging, &target).await;
 
     let views = driver.kubelet.path().join("views");
     let mut pod = Pod::start(&target, &views, "app");
@@ -49,11 +37,7 @@ async fn a_killed_fuse_client_is_healed_inside_running_pods() {
     let calls_before = node_calls(&driver.log());
 
     let client = fuse_client_of(&staging).expect("the FUSE client");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(client),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(client);
     let killed = Instant::now();
     pod.expect("error", Duration::from_secs(10));
     let recovered = pod.expect("recovered", Duration::from_secs(5));
@@ -90,24 +74,15 @@ async fn a_killed_fuse_client_is_healed_inside_running_pods() {
 
     let report = pod.stop();
     assert!(report["written"].as_u64().unwrap() > 20, "{report}");
-    node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-        volume_id: id.clone(),
-        target_path: target.to_string_lossy().into_owned(),
-    })
-    .await
-    .unwrap();
-    node.node_unstage_volume(NodeUnstageVolumeRequest {
-        volume_id: id.clone(),
-        staging_target_path: staging.to_string_lossy().into_owned(),
-    })
-    .await
-    .unwrap();
+    node.node_unpublish_volume(unpublish_request(&volume, &target))
+        .await
+        .unwrap();
+    node.node_unstage_volume(unstage_request(&volume, &staging))
+        .await
+        .unwrap();
     assert!(mounts_at(&staging).is_empty());
     controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: id,
-            ..Default::default()
-        })
+        .delete_volume(delete_volume_request(&volume))
         .await
         .unwrap();
 }
@@ -186,15 +161,12 @@ async fn no_zombies_after_50_stage_unstage_cycles_as_pid_1() {
         let client = fuse_client_of(&staging).expect("a FUSE client");
         if cycle == 0 {
             // The daemonised client was left to the namespace's init.
-            assert_eq!(runtime_parent(client), Some(init));
+            assert_eq!(common::runtime::parent_of(client), Some(init));
         }
         clients.insert(client);
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-            staging_target_path: staging.to_string_lossy().into_owned(),
-        })
-        .await
-        .unwrap();
+        node.node_unstage_volume(unstage_request(&volume, &staging))
+            .await
+            .unwrap();
     }
     assert_eq!(clients.len(), 50, "a client per stage");
     // Zombies of a PID 1 that does not reap stay for good; ours go at once.
@@ -203,19 +175,12 @@ async fn no_zombies_after_50_stage_unstage_cycles_as_pid_1() {
             .iter()
             .all(|c| !std::path::Path::new(&format!("/proc/{c}")).exists())
     });
-    assert!(common::runtime::zombies_of(init).is_empty());
+    assert!(common::runtime::zombies_of(init, &[]).is_empty());
     stage
         .driver
         .controller()
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-            ..Default::default()
-        })
+        .delete_volume(delete_volume_request(&volume))
         .await
         .unwrap();
     plugin.kill();
-}
-
-fn runtime_parent(pid: i32) -> Option<i32> {
-    common::runtime::parent_of(pid)
 }

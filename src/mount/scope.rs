@@ -268,8 +268,8 @@ impl CgroupHome {
     fn enter_before_exec(&self, command: &mut Command) {
         let procs = Arc::clone(&self.procs);
         let namespace = self.host_namespace.clone();
-        // SAFETY: only async-signal-safe calls (setns, open, write, close)
-        // on memory prepared before the fork.
+        // SAFETY: only async-signal-safe calls (setns, then those of
+        // `move_self_into`) on memory prepared before the fork.
         unsafe {
             command.pre_exec(move || {
                 if let Some(fd) = &namespace
@@ -277,40 +277,50 @@ impl CgroupHome {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
-                for path in procs.iter() {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // "0": the writing process itself.
-                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    let error = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    if written != 1 {
-                        return Err(error);
-                    }
-                }
-                Ok(())
+                move_self_into(&procs)
             });
         }
     }
 }
 
-/// Creates the cgroup if needed. A v1 cpuset cgroup takes no process until
-/// it has CPUs and memory nodes: it gets its parent's.
-fn create_cgroup(hierarchy: &Path, dir: &Path) -> Result<(), String> {
+/// Moves the calling process into the cgroups whose `cgroup.procs` files
+/// are given. Only async-signal-safe calls (open, write, close): usable
+/// between fork and exec.
+pub fn move_self_into(procs: &[CString]) -> std::io::Result<()> {
+    for path in procs {
+        // SAFETY: open/write/close on a valid C string and our own buffer.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0": the writing process itself.
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the cgroup `dir` under `parent` if needed. A v1 cpuset cgroup
+/// takes no process until it has CPUs and memory nodes: it gets its parent's.
+pub fn create_cgroup(parent: &Path, dir: &Path) -> Result<(), String> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("creating cgroup {}: {e}", dir.display())),
     }
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let Ok(parent) = std::fs::read_to_string(hierarchy.join(file)) else {
+        let Ok(inherited) = std::fs::read_to_string(parent.join(file)) else {
             continue; // not a v1 cpuset hierarchy
         };
         let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
         if own.trim().is_empty() {
-            std::fs::write(dir.join(file), parent.trim())
+            std::fs::write(dir.join(file), inherited.trim())
                 .map_err(|e| format!("setting {}: {e}", dir.join(file).display()))?;
         }
     }

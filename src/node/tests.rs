@@ -57,6 +57,22 @@ impl Fixture {
         }
     }
 
+    /// Stages `volume` read-write, which must succeed.
+    async fn stage(&self, volume: &str) {
+        self.node
+            .stage(&self.stage_request(volume, false))
+            .await
+            .unwrap();
+    }
+
+    /// Publishes the staged volume read-write at `target`, which must succeed.
+    async fn publish(&self, target: &str) {
+        self.node
+            .publish(&self.publish_request(target, false))
+            .await
+            .unwrap();
+    }
+
     fn publish_request(&self, target: &str, read_only: bool) -> PublishRequest {
         PublishRequest {
             staging_path: self.path("staging"),
@@ -71,14 +87,8 @@ impl Fixture {
 async fn stage_and_publish_twice_mount_once() {
     let f = fixture();
     for _ in 0..2 {
-        f.node
-            .stage(&f.stage_request("csi-pvc-1", false))
-            .await
-            .unwrap();
-        f.node
-            .publish(&f.publish_request("target", false))
-            .await
-            .unwrap();
+        f.stage("csi-pvc-1").await;
+        f.publish("target").await;
     }
     let calls = f.mounter.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -101,10 +111,7 @@ async fn stage_and_publish_twice_mount_once() {
 #[tokio::test]
 async fn staging_path_taken_by_another_volume_or_mode() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
     for other in [
         f.stage_request("csi-pvc-2", false),
         f.stage_request("csi-pvc-1", true),
@@ -132,10 +139,7 @@ async fn publish_needs_a_staged_volume_and_a_free_target() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
     f.node
         .publish(&f.publish_request("target", true))
         .await
@@ -159,28 +163,16 @@ async fn publish_needs_a_staged_volume_and_a_free_target() {
 #[tokio::test]
 async fn dead_client_is_reported_and_healed_by_staging_again() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
-    f.node
-        .publish(&f.publish_request("target", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
     f.mounter.kill_client(&f.path("staging"));
     match f.node.stats("csi-pvc-1", &f.path("target")).unwrap() {
         VolumeHealth::Abnormal(message) => assert!(message.contains("not connected"), "{message}"),
         VolumeHealth::Healthy(_) => panic!("a dead mount is not healthy"),
     }
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
     // The target was put back by the heal: publishing again changes nothing.
-    f.node
-        .publish(&f.publish_request("target", false))
-        .await
-        .unwrap();
+    f.publish("target").await;
     assert!(matches!(
         f.node.stats("csi-pvc-1", &f.path("target")).unwrap(),
         VolumeHealth::Healthy(_)
@@ -196,19 +188,10 @@ async fn dead_client_is_reported_and_healed_by_staging_again() {
 #[tokio::test]
 async fn publish_heals_a_dead_staging_mount_before_binding() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
-    f.node
-        .publish(&f.publish_request("first", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
+    f.publish("first").await;
     f.mounter.kill_client(&f.path("staging"));
-    f.node
-        .publish(&f.publish_request("second", false))
-        .await
-        .unwrap();
+    f.publish("second").await;
     for target in ["first", "second"] {
         assert!(
             matches!(
@@ -229,14 +212,8 @@ async fn publish_heals_a_dead_staging_mount_before_binding() {
 #[tokio::test]
 async fn a_heal_that_cannot_mount_again_is_finished_later_even_after_a_restart() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
-    f.node
-        .publish(&f.publish_request("target", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
     f.mounter.kill_client(&f.path("staging"));
     f.mounter.fail_next_mounts(1);
     let err = f.node.heal(&f.path("staging")).await.unwrap_err();
@@ -279,10 +256,7 @@ async fn a_heal_that_cannot_mount_again_is_finished_later_even_after_a_restart()
 #[tokio::test]
 async fn a_dead_mount_without_a_staging_record_is_never_bound() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
     // As if staged by a plugin that kept no records.
     f.node.staged.remove(&f.path("staging")).unwrap();
     f.mounter.kill_client(&f.path("staging"));
@@ -341,14 +315,8 @@ async fn stats_only_for_the_volume_mounted_there() {
     let f = fixture();
     let err = f.node.stats("csi-pvc-1", &f.path("nowhere")).unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
-    f.node
-        .publish(&f.publish_request("target", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
     let err = f.node.stats("csi-pvc-2", &f.path("target")).unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "another volume's id");
     std::fs::create_dir_all(f.path("plain")).unwrap();
@@ -390,14 +358,8 @@ fn gluster_default_client_log_name() {
 #[tokio::test]
 async fn another_volumes_mount_is_left_alone() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
-    f.node
-        .publish(&f.publish_request("target", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
     f.node
         .unpublish("csi-pvc-2", &f.path("target"))
         .await
@@ -418,10 +380,7 @@ async fn another_volumes_mount_is_left_alone() {
 #[tokio::test]
 async fn single_writer_volumes_publish_once() {
     let f = fixture();
-    f.node
-        .stage(&f.stage_request("csi-pvc-1", false))
-        .await
-        .unwrap();
+    f.stage("csi-pvc-1").await;
     let exclusive = |target: &str| PublishRequest {
         single_writer: true,
         ..f.publish_request(target, false)

@@ -101,19 +101,9 @@ impl Stage {
     }
 
     pub async fn create(&self, count: usize) -> Vec<Volume> {
-        let mut controller = self.driver.controller();
         let mut volumes = Vec::new();
         for _ in 0..count {
-            let name = pvc_name();
-            volumes.push(
-                controller
-                    .create_volume(create_request(&name, &[]))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .volume
-                    .unwrap(),
-            );
+            volumes.push(create_volume(&self.driver, &pvc_name()).await);
         }
         volumes
     }
@@ -128,38 +118,23 @@ impl Stage {
 
     /// NodeStage and NodePublish, as the kubelet calls them.
     pub async fn mount(&self, plugin: &NodePlugin, volume: &Volume) {
-        let mut node = plugin.node();
         let (staging, target) = (self.staging(volume), self.target(volume));
-        node.node_stage_volume(stage_request(volume, &staging))
-            .await
-            .unwrap();
-        node.node_publish_volume(publish_request(volume, &staging, &target, false))
-            .await
-            .unwrap();
+        stage_and_publish(&mut plugin.node(), volume, &staging, &target).await;
     }
 
     pub async fn unmount_and_delete(&self, plugin: &NodePlugin, volumes: &[Volume]) {
         let mut node = plugin.node();
         let mut controller = self.driver.controller();
         for volume in volumes {
-            node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                target_path: self.target(volume).to_string_lossy().into_owned(),
-            })
-            .await
-            .unwrap();
-            node.node_unstage_volume(NodeUnstageVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                staging_target_path: self.staging(volume).to_string_lossy().into_owned(),
-            })
-            .await
-            .unwrap();
+            node.node_unpublish_volume(unpublish_request(volume, &self.target(volume)))
+                .await
+                .unwrap();
+            node.node_unstage_volume(unstage_request(volume, &self.staging(volume)))
+                .await
+                .unwrap();
             assert!(mounts_at(&self.staging(volume)).is_empty());
             controller
-                .delete_volume(DeleteVolumeRequest {
-                    volume_id: volume.volume_id.clone(),
-                    ..Default::default()
-                })
+                .delete_volume(delete_volume_request(volume))
                 .await
                 .unwrap();
         }
@@ -325,29 +300,14 @@ pub async fn density(mounter: &'static str, count: usize) -> Density {
     };
     let mut controller = stage.driver.controller();
     for volume in &volumes {
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-            staging_target_path: stage.staging(volume).to_string_lossy().into_owned(),
-        })
-        .await
-        .unwrap();
+        node.node_unstage_volume(unstage_request(volume, &stage.staging(volume)))
+            .await
+            .unwrap();
         controller
-            .delete_volume(DeleteVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                ..Default::default()
-            })
+            .delete_volume(delete_volume_request(volume))
             .await
             .unwrap();
     }
     plugin.kill();
     figures
-}
-
-pub fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }

@@ -314,9 +314,16 @@ impl Drop for DevDriver {
 }
 
 pub async fn connect(socket: &Path) -> Channel {
+    try_connect(socket)
+        .await
+        .expect("connect to the CSI socket")
+}
+
+/// A channel to the socket, if something listens there.
+pub async fn try_connect(socket: &Path) -> Option<Channel> {
     let socket = socket.to_path_buf();
     Endpoint::try_from("http://[::1]:1")
-        .unwrap()
+        .ok()?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move {
@@ -326,7 +333,74 @@ pub async fn connect(socket: &Path) -> Channel {
             }
         }))
         .await
-        .expect("connect to the CSI socket")
+        .ok()
+}
+
+/// CreateVolume of `name` through the driver, which must succeed.
+pub async fn create_volume(driver: &DevDriver, name: &str) -> Volume {
+    driver
+        .controller()
+        .create_volume(create_request(name, &[]))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+}
+
+/// NodeStage then NodePublish (read-write), as the kubelet calls them.
+pub async fn stage_and_publish(
+    node: &mut NodeClient<Channel>,
+    volume: &Volume,
+    staging: &Path,
+    target: &Path,
+) {
+    node.node_stage_volume(stage_request(volume, staging))
+        .await
+        .unwrap();
+    node.node_publish_volume(publish_request(volume, staging, target, false))
+        .await
+        .unwrap();
+}
+
+pub fn unpublish_request(volume: &Volume, target: &Path) -> NodeUnpublishVolumeRequest {
+    NodeUnpublishVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        target_path: target.to_string_lossy().into_owned(),
+    }
+}
+
+pub fn unstage_request(volume: &Volume, staging: &Path) -> NodeUnstageVolumeRequest {
+    NodeUnstageVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        staging_target_path: staging.to_string_lossy().into_owned(),
+    }
+}
+
+pub fn delete_volume_request(volume: &Volume) -> DeleteVolumeRequest {
+    DeleteVolumeRequest {
+        volume_id: volume.volume_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// SIGKILL, as a crash or the OOM killer would.
+pub fn sigkill(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Resident memory of a process, in KiB (0 if it is gone).
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Raw gluster CLI (XML), for checks beside the driver.

@@ -22,10 +22,7 @@ use glusterfs_csi::proto::csi::identity_client::IdentityClient;
 use glusterfs_csi::proto::csi::node_client::NodeClient;
 use tonic::transport::Channel;
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
-
-use super::wait_until;
+use super::{try_connect, wait_until};
 
 pub const SYSTEMD_RUN_SHIM: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpers/systemd-run");
@@ -85,20 +82,7 @@ impl TestCgroup {
             for part in relative.components() {
                 let parent = dir.clone();
                 dir.push(part);
-                match std::fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => panic!("creating cgroup {}: {e}", dir.display()),
-                }
-                // v1 cpuset cgroups take no process before they have CPUs.
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    if let Ok(value) = std::fs::read_to_string(parent.join(file)) {
-                        let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-                        if own.trim().is_empty() {
-                            std::fs::write(dir.join(file), value.trim()).unwrap();
-                        }
-                    }
-                }
+                glusterfs_csi::mount::scope::create_cgroup(&parent, &dir).unwrap();
             }
             dirs.push(dir);
         }
@@ -168,21 +152,7 @@ impl TestCgroup {
             .collect();
         // SAFETY: only open/write/close between fork and exec.
         unsafe {
-            command.pre_exec(move || {
-                for path in &procs {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    let error = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    if written != 1 {
-                        return Err(error);
-                    }
-                }
-                Ok(())
-            });
+            command.pre_exec(move || glusterfs_csi::mount::scope::move_self_into(&procs));
         }
     }
 }
@@ -262,7 +232,7 @@ pub fn reap_orphaned_gluster_processes() {
         std::thread::spawn(|| {
             let me = std::process::id() as i32;
             loop {
-                for pid in zombie_children(me) {
+                for pid in zombies_of(me, &["glusterfs", "glusterfsd", "mount.glusterfs"]) {
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -271,7 +241,8 @@ pub fn reap_orphaned_gluster_processes() {
     });
 }
 
-fn zombie_children(parent: i32) -> Vec<i32> {
+/// Zombie children of `parent`, of any name if `names` is empty.
+pub fn zombies_of(parent: i32, names: &[&str]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -287,31 +258,9 @@ fn zombie_children(parent: i32) -> Vec<i32> {
             };
             let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
             let mut fields = rest.split(' ');
-            let state = fields.next();
-            let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-            state == Some("Z")
-                && ppid == Some(parent)
-                && matches!(comm, "glusterfs" | "glusterfsd" | "mount.glusterfs")
-        })
-        .collect()
-}
-
-/// Zombie processes whose parent is `parent`.
-pub fn zombies_of(parent: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(") ").is_some_and(|(_, rest)| {
-                    let mut fields = rest.split(' ');
-                    fields.next() == Some("Z")
-                        && fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
-                })
-            })
+            fields.next() == Some("Z")
+                && fields.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+                && (names.is_empty() || names.contains(&comm))
         })
         .collect()
 }
@@ -439,23 +388,6 @@ impl Drop for NodePlugin {
             eprintln!("--- node plugin log ---\n{}", self.log_text());
         }
     }
-}
-
-/// A channel to the socket, if something listens there.
-async fn try_connect(socket: &Path) -> Option<Channel> {
-    let socket = socket.to_path_buf();
-    Endpoint::try_from("http://[::1]:1")
-        .ok()?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                tokio::net::UnixStream::connect(socket)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
-        .await
-        .ok()
 }
 
 async fn connect_when_ready(socket: &Path, log: &Path) -> Channel {
