@@ -246,8 +246,11 @@ impl NodeVolumes {
     pub async fn publish(&self, request: &PublishRequest) -> Result<(), NodeError> {
         let staging = &request.staging_path;
         let target = &request.target_path;
+        // One read of the mount table serves every check below (a second
+        // one only after a heal changed it).
+        let mut table = self.mounter.mount_table()?;
         // A dead staging mount is never bound: it is healed first.
-        let needs_heal = match top_of(&self.mounter.mount_table()?, staging) {
+        let needs_heal = match top_of(&table, staging) {
             Some(top) if top.is_glusterfs() => {
                 self.mounter.path_state(staging) == PathState::Disconnected
             }
@@ -255,9 +258,8 @@ impl NodeVolumes {
         };
         if needs_heal {
             self.heal(staging).await?;
+            table = self.mounter.mount_table()?;
         }
-        // One read of the mount table serves every check below.
-        let table = self.mounter.mount_table()?;
         let staged = top_of(&table, staging)
             .filter(|m| m.is_glusterfs())
             .ok_or_else(|| {
