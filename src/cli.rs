@@ -220,6 +220,10 @@ pub struct NodeArgs {
         default_value = "glusterfs-csi-fuse"
     )]
     pub fuse_cgroup: String,
+    /// The kubelet's root directory: staging and target paths must lie
+    /// beneath it (never checked when unset, as in `dev`).
+    #[arg(long, env = "GLUSTERFS_CSI_KUBELET_DIR")]
+    pub kubelet_dir: Option<PathBuf>,
     /// Directory for what the node must know across its own restarts (how
     /// each volume was staged, so a dead mount can be mounted again). On the
     /// host; never holds secrets.

@@ -454,6 +454,10 @@ impl Mounter for FakeMounter {
         Ok(())
     }
 
+    fn prepare_dir(&self, path: &Path) -> Result<(), MountError> {
+        std::fs::create_dir_all(path).map_err(MountError::io("creating", path))
+    }
+
     async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError> {
         let mut state = self.state.lock().unwrap();
         state
@@ -596,6 +600,10 @@ impl Mounter for RefusingMounter {
             target: target.to_path_buf(),
             detail: "Mount failed. Check the log file  for more details.".into(),
         })
+    }
+
+    fn prepare_dir(&self, path: &Path) -> Result<(), MountError> {
+        std::fs::create_dir_all(path).map_err(MountError::io("creating", path))
     }
 
     async fn bind(&self, _: &Path, _: &Path, _: bool) -> Result<(), MountError> {

@@ -16,7 +16,7 @@ use crate::controller::{Provisioner, ProvisionerConfig};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SshCli, SshConfig};
-use crate::mount::{FuseScope, ScopeChoice, ScopeSettings, SystemMounter};
+use crate::mount::{FuseScope, PathPolicy, ScopeChoice, ScopeSettings, SystemMounter};
 use crate::node::watch::WatchConfig;
 use crate::node::{NodeConfig, NodeVolumes};
 use crate::proto::brick_agent::brick_agent_server::BrickAgentServer;
@@ -139,7 +139,12 @@ pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
     };
     let chosen = FuseScope::choose(choice, &settings).await?;
     let volumes = NodeVolumes::new(
-        Arc::new(SystemMounter::new(chosen.scope.clone())),
+        Arc::new(SystemMounter::new(
+            chosen.scope.clone(),
+            PathPolicy {
+                beneath: args.kubelet_dir.clone(),
+            },
+        )),
         Arc::new(RemoteVolumeLookup::new(args.glusterd.gluster_cli.clone())),
         NodeConfig {
             node_id: args.node_id.clone(),

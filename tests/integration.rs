@@ -853,8 +853,10 @@ async fn node_publish_rules_and_dead_mount_healing() {
     let staging = driver.staging_path(&name);
 
     // Mount failures say why: NOT_FOUND for a volume glusterd does not have
-    // (asked after the mount failed), UNAVAILABLE when no server answers.
+    // (asked after the mount failed; a static PV's, as a driver-made id
+    // must name its own volume), UNAVAILABLE when no server answers.
     let mut missing = volume.clone();
+    missing.volume_id = "static-pv-of-a-missing-volume".into();
     missing
         .volume_context
         .insert("volume".into(), "no-such-volume".into());
@@ -1139,4 +1141,120 @@ async fn gluster_sessions_recover() {
     let local = peers.iter().find(|p| p.is_local).unwrap();
     assert_eq!(local.hostname, first.address);
     assert_eq!(peers.len(), 3);
+}
+
+/// Node paths are never trusted: a foreign mount at a staging or target
+/// path is left alone, a target that leads through a symlink is refused
+/// with nothing mounted anywhere, a context that names another volume than
+/// the id is refused, and a staging path mount.glusterfs cannot take is
+/// refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_paths_are_never_trusted() {
+    let driver = DevDriver::start().await;
+    let mut node = driver.node();
+    let (name, other) = (pvc_name(), pvc_name());
+    let volume = create_volume(&driver, &name).await;
+    let other_volume = create_volume(&driver, &other).await;
+    let staging = driver.staging_path(&name);
+
+    // A tmpfs at the paths the CO names: answered per the spec, left mounted.
+    let target = driver.target_path("pod-tmpfs", &name);
+    std::fs::create_dir_all(&target).unwrap();
+    let _tmpfs = [Tmpfs::mount(&target), Tmpfs::mount(&staging)];
+    node.node_unpublish_volume(unpublish_request(&volume, &target))
+        .await
+        .unwrap();
+    node.node_unstage_volume(unstage_request(&volume, &staging))
+        .await
+        .unwrap();
+    for path in [&target, &staging] {
+        let mounts = mounts_at(path);
+        assert_eq!(mounts.len(), 1, "{}", path.display());
+        assert_eq!(mounts[0].fs_type, "tmpfs");
+    }
+    drop(_tmpfs);
+
+    // A context naming another volume than the id: refused, nothing mounted.
+    let mut crossed = stage_request(&volume, &staging);
+    crossed.volume_context = other_volume.volume_context.clone();
+    let err = node.node_stage_volume(crossed).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("volume_context.volume"),
+        "{err:?}"
+    );
+    assert!(mounts_at(&staging).is_empty());
+
+    // A staging path mount.glusterfs would split apart.
+    let spaced = driver.kubelet.path().join("plugins/with space/globalmount");
+    let err = node
+        .node_stage_volume(stage_request(&volume, &spaced))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(!spaced.exists(), "refused before anything was made");
+
+    node.node_stage_volume(stage_request(&volume, &staging))
+        .await
+        .unwrap();
+    // Targets that lead outside through a symlink: the last component, or
+    // one in the middle. Refused; nothing mounted where they point.
+    let outside = tempfile::tempdir().unwrap();
+    let pod = driver
+        .kubelet
+        .path()
+        .join("pods/evil/volumes/kubernetes.io~csi");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::os::unix::fs::symlink(outside.path(), pod.join("link")).unwrap();
+    let linked_pod = driver.kubelet.path().join("pods/linked");
+    std::os::unix::fs::symlink(outside.path(), &linked_pod).unwrap();
+    for target in [pod.join("link"), linked_pod.join("mount")] {
+        let err = node
+            .node_publish_volume(publish_request(&volume, &staging, &target, false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("symbolic link"), "{err:?}");
+    }
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !glusterfs_csi::mount::mountinfo::parse(&text)
+            .iter()
+            .any(|m| m.mount_point.starts_with(outside.path())),
+        "nothing mounted outside"
+    );
+
+    node.node_unstage_volume(unstage_request(&volume, &staging))
+        .await
+        .unwrap();
+    assert!(mounts_at(&staging).is_empty());
+    let mut controller = driver.controller();
+    for v in [&volume, &other_volume] {
+        controller
+            .delete_volume(delete_volume_request(v))
+            .await
+            .unwrap();
+    }
+}
+
+/// A tmpfs mounted by the test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "test-tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }

@@ -47,11 +47,13 @@ impl Node for NodeService {
         let req = request.into_inner();
         observe("NodeStageVolume", &req.volume_id, async {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
-            let staging_path = validate::path("staging_target_path", &req.staging_target_path)?;
+            let staging_path =
+                validate::staging_path("staging_target_path", &req.staging_target_path)?;
             let mount =
                 validate::required_capability("volume_capability", req.volume_capability.as_ref())?;
             let context = VolumeContext::from_map(&req.volume_context)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            validate::context_matches_id(id, &context)?;
             let mut options = MountOptions::parse(
                 context
                     .mount_options
@@ -120,6 +122,7 @@ impl Node for NodeService {
             let _guard = begin(&self.in_flight, &format!("{id}@{}", target_path.display()))?;
             self.volumes
                 .publish(&PublishRequest {
+                    volume_id: id.to_string(),
                     staging_path,
                     target_path,
                     read_only: req.readonly || mount.read_only,

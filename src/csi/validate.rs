@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use tonic::Status;
 
 use crate::controller::CapacityRange;
+use crate::names::VolumeName;
 use crate::node::MountOptions;
 use crate::proto::csi;
 use crate::proto::csi::volume_capability::AccessType;
 use crate::proto::csi::volume_capability::access_mode::Mode;
+use crate::volume_context::VolumeContext;
 
 pub fn invalid(field: &str, reason: impl Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
@@ -53,6 +55,37 @@ pub fn path(field: &str, value: &str) -> Result<PathBuf, Status> {
         ));
     }
     Ok(PathBuf::from(value))
+}
+
+/// Characters mount.glusterfs, a shell script, splits a path on or expands
+/// (it runs its command line unquoted, through `echo`).
+const SHELL_SPECIAL: &str = " \t*?[]\\'\"$`;&|<>(){}";
+
+/// A staging path: a valid path that mount.glusterfs can also take.
+pub fn staging_path(field: &str, value: &str) -> Result<PathBuf, Status> {
+    let path = path(field, value)?;
+    if let Some(bad) = value.chars().find(|c| SHELL_SPECIAL.contains(*c)) {
+        return Err(invalid(
+            field,
+            format!("{value:?} holds {bad:?}, which mount.glusterfs cannot take in a mount point"),
+        ));
+    }
+    Ok(path)
+}
+
+/// A driver-made volume id names its gluster volume: a context naming
+/// another one would mount the wrong volume.
+pub fn context_matches_id(id: &str, context: &VolumeContext) -> Result<(), Status> {
+    match VolumeName::parse(id) {
+        Some(name) if name.as_str() != context.volume => Err(invalid(
+            "volume_context.volume",
+            format!(
+                "{:?} is not the volume {id:?} names; the context must come with its own volume",
+                context.volume
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// What a valid volume capability asks of a mount.
@@ -190,6 +223,43 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
             assert!(e.message().starts_with("target_path: "), "{}", e.message());
         }
+    }
+
+    #[test]
+    fn staging_paths_mount_glusterfs_can_take() {
+        let kubelet =
+            "/var/lib/kubelet/plugins/kubernetes.io/csi/glusterfs.csi.io/0a1b/globalmount";
+        assert!(staging_path("staging_target_path", kubelet).is_ok());
+        for bad in [
+            "/a b/globalmount",
+            "/a\tb",
+            "/a*b",
+            "/a?b",
+            "/a[1]",
+            "/a\\b",
+            "/a$(id)",
+        ] {
+            let err = staging_path("staging_target_path", bad).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(
+                err.message().starts_with("staging_target_path: "),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_context_must_name_the_volume_its_id_names() {
+        let context = |volume: &str| VolumeContext::new(volume, &["a".into()], vec![]).unwrap();
+        assert!(context_matches_id("csi-pvc-1", &context("csi-pvc-1")).is_ok());
+        let err = context_matches_id("csi-pvc-1", &context("csi-pvc-2")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("volume_context.volume: "),
+            "{err:?}"
+        );
+        // A static PV's own id names nothing: its context decides.
+        assert!(context_matches_id("my-static-pv", &context("shared")).is_ok());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! the mounter's [`FuseScope`]; [`repair`] puts a fresh mount wherever a dead
 //! one is still visible.
 
+mod fd;
 pub mod mountinfo;
+pub mod paths;
 pub mod repair;
 pub mod scope;
 pub mod servers;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 pub use mountinfo::MountEntry;
+pub use paths::PathPolicy;
 pub use repair::{DeadFileSystem, RepairReport, ReplacedMount};
 pub use scope::{FuseScope, ScopeChoice, ScopeSettings};
 pub use system::SystemMounter;
@@ -67,6 +70,9 @@ pub enum MountError {
     Timeout(u64),
     #[error("no glusterd answers for volume {volume}: tried {servers} on port 24007")]
     NoServer { volume: String, servers: String },
+    /// A path the CO gave that leads somewhere it should not.
+    #[error("{path}: {reason}")]
+    UnsafePath { path: PathBuf, reason: String },
 }
 
 impl MountError {
@@ -89,6 +95,9 @@ pub trait Mounter: Send + Sync {
         target: &Path,
         options: &[String],
     ) -> Result<(), MountError>;
+    /// Makes the directory at `path` (and missing parents), refusing a path
+    /// that goes through a symbolic link or leaves the kubelet's directory.
+    fn prepare_dir(&self, path: &Path) -> Result<(), MountError>;
     /// Bind-mounts `source` at `target`, read-only if asked.
     async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError>;
     /// Unmounts the top mount at `target`.

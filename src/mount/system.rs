@@ -6,9 +6,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sys_mount::{Mount, MountFlags, UnmountFlags, unmount};
+use std::os::fd::AsRawFd;
 
+use super::fd::{attach, mount_setattr, open_tree};
 use super::mountinfo::{self, MountEntry};
+use super::paths::PathPolicy;
 use super::repair::{self, DeadFileSystem, RepairReport};
 use super::scope::FuseScope;
 use super::servers::answering_first;
@@ -17,6 +19,8 @@ use super::{FsUsage, GlusterSource, MountError, Mounter, PathState};
 pub struct SystemMounter {
     /// Where FUSE clients run.
     scope: FuseScope,
+    /// Where staging and target paths may lead.
+    paths: PathPolicy,
     mount_program: PathBuf,
     mount_helper: PathBuf,
     /// How long to wait for mount.glusterfs.
@@ -26,9 +30,10 @@ pub struct SystemMounter {
 }
 
 impl SystemMounter {
-    pub fn new(scope: FuseScope) -> Self {
+    pub fn new(scope: FuseScope, paths: PathPolicy) -> Self {
         SystemMounter {
             scope,
+            paths,
             mount_program: "mount".into(),
             mount_helper: "/sbin/mount.glusterfs".into(),
             timeout: Duration::from_secs(60),
@@ -45,6 +50,8 @@ impl Mounter for SystemMounter {
         target: &Path,
         options: &[String],
     ) -> Result<(), MountError> {
+        // mount.glusterfs takes a path: it must be one that leads nowhere else.
+        self.paths.open_dir(target, false)?;
         let order = answering_first(&source.servers, self.probe_patience).await;
         if !order.any_answered {
             return Err(MountError::NoServer {
@@ -111,24 +118,35 @@ impl Mounter for SystemMounter {
         })
     }
 
+    fn prepare_dir(&self, path: &Path) -> Result<(), MountError> {
+        self.paths.open_dir(path, true).map(drop)
+    }
+
     async fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<(), MountError> {
         let (source, target) = (source.to_path_buf(), target.to_path_buf());
+        let paths = self.paths.clone();
         tokio::task::spawn_blocking(move || {
-            Mount::builder()
-                .flags(MountFlags::BIND)
-                .mount(&source, &target)
-                .map_err(MountError::io("bind-mounting onto", &target))?;
+            // Both ends opened without following links; the clone is made
+            // read-only before it is attached, so it is never writable.
+            let from = paths.open_dir(&source, false)?;
+            let onto = paths.open_dir(&target, true)?;
+            let failed = |action| MountError::io(action, &target);
+            let tree = open_tree(
+                from.as_raw_fd(),
+                c"",
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32,
+            )
+            .map_err(failed("cloning the staging mount for"))?;
             if read_only {
-                // A bind mount only becomes read-only through a remount.
-                let remounted = Mount::builder()
-                    .flags(MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY)
-                    .mount("none", &target);
-                if let Err(error) = remounted {
-                    let _ = unmount(&target, UnmountFlags::empty());
-                    return Err(MountError::io("making read-only", &target)(error));
-                }
+                let attr = libc::mount_attr {
+                    attr_set: libc::MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                mount_setattr(tree.as_raw_fd(), &attr).map_err(failed("making read-only"))?;
             }
-            Ok(())
+            attach(&tree, &onto).map_err(failed("bind-mounting onto"))
         })
         .await
         .map_err(|e| MountError::io("bind mount task", Path::new(""))(std::io::Error::other(e)))?
@@ -136,7 +154,7 @@ impl Mounter for SystemMounter {
 
     async fn unmount(&self, target: &Path) -> Result<(), MountError> {
         let target = target.to_path_buf();
-        tokio::task::spawn_blocking(move || match unmount(&target, UnmountFlags::empty()) {
+        tokio::task::spawn_blocking(move || match umount_nofollow(&target) {
             Ok(()) => Ok(()),
             // EINVAL: not a mount point (any more).
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
@@ -204,5 +222,20 @@ impl Mounter for SystemMounter {
             .open("/dev/fuse")
             .map(drop)
             .map_err(|e| format!("/dev/fuse is not usable: {e}"))
+    }
+}
+
+/// `umount2(path, UMOUNT_NOFOLLOW)`: a symlink as the last component is not
+/// followed. (sys-mount 3.1's `UnmountFlags::NOFOLLOW` is O_NOFOLLOW, a
+/// value the kernel refuses, so the syscall is made directly.)
+fn umount_nofollow(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: umount2 with a valid C string.
+    if unsafe { libc::umount2(path.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

@@ -61,7 +61,7 @@ impl NodeVolumes {
             // next try still knows what to replace.
             self.staged
                 .save(StagedRecord::of(request).with_dead(dead.clone()))?;
-            self.unmount_all(staging).await?;
+            self.unmount_volume(&request.volume_id, staging).await?;
         }
         if dead.is_empty() {
             return Ok(None);

@@ -65,6 +65,7 @@ impl NodeError {
             NodeError::SingleWriter(_) => Code::FailedPrecondition,
             NodeError::Mount(MountError::Timeout(_)) => Code::DeadlineExceeded,
             NodeError::Mount(MountError::NoServer { .. }) => Code::Unavailable,
+            NodeError::Mount(MountError::UnsafePath { .. }) => Code::InvalidArgument,
             NodeError::Mount(_) => Code::Internal,
             NodeError::NotReady(_) => Code::FailedPrecondition,
         }
@@ -79,6 +80,7 @@ pub struct StageRequest {
 }
 
 pub struct PublishRequest {
+    pub volume_id: String,
     pub staging_path: PathBuf,
     pub target_path: PathBuf,
     pub read_only: bool,
@@ -175,7 +177,7 @@ impl NodeVolumes {
                 if top.is_read_only() { "ro" } else { "rw" }
             )));
         }
-        ensure_dir(staging)?;
+        self.mounter.prepare_dir(staging)?;
         self.staged
             .save(StagedRecord::of(request).with_dead(pending.clone()))?;
         if let Err(e) = self.mount_staging(request).await {
@@ -234,12 +236,18 @@ impl NodeVolumes {
     /// there (then this volume is not staged there: nothing to do).
     pub async fn unstage(&self, volume_id: &str, staging: &Path) -> Result<(), NodeError> {
         let _staging = self.staging_locks.lock(staging).await;
-        if self.holds_other_volume(volume_id, staging)? {
+        if !self.nothing_foreign_at(volume_id, staging)? {
             return Ok(());
         }
         // Gone first, so nothing heals what is being unmounted.
-        self.staged.remove(staging)?;
-        self.unmount_all(staging).await
+        if self
+            .staged
+            .get(staging)
+            .is_some_and(|r| r.volume_id == volume_id)
+        {
+            self.staged.remove(staging)?;
+        }
+        self.unmount_volume(volume_id, staging).await
     }
 
     /// Bind-mounts the staged volume at the target path.
@@ -269,8 +277,10 @@ impl NodeVolumes {
                 ))
             })?;
         if let Some(top) = top_of(&table, target) {
-            if self.mounter.path_state(target) == PathState::Disconnected {
-                self.unmount_all(target).await?;
+            if self.mounter.path_state(target) == PathState::Disconnected
+                && self.is_volumes(top, &request.volume_id)
+            {
+                self.unmount_volume(&request.volume_id, target).await?;
             } else if top.device == staged.device && top.root == staged.root {
                 if top.is_read_only() == request.read_only {
                     return Ok(());
@@ -306,7 +316,7 @@ impl NodeVolumes {
                 )));
             }
         }
-        ensure_dir(target)?;
+        self.mounter.prepare_dir(target)?;
         self.mounter
             .bind(staging, target, request.read_only)
             .await?;
@@ -315,10 +325,10 @@ impl NodeVolumes {
 
     /// Unmounts the target path and removes the directory publishing made.
     pub async fn unpublish(&self, volume_id: &str, target: &Path) -> Result<(), NodeError> {
-        if self.holds_other_volume(volume_id, target)? {
+        if !self.nothing_foreign_at(volume_id, target)? {
             return Ok(());
         }
-        self.unmount_all(target).await?;
+        self.unmount_volume(volume_id, target).await?;
         // The SP removes what it created; never anything with content.
         match std::fs::remove_dir(target) {
             Ok(()) => Ok(()),
@@ -372,38 +382,48 @@ impl NodeVolumes {
         Ok(top_of(&self.mounter.mount_table()?, path).cloned())
     }
 
-    fn mounts_at(&self, path: &Path) -> Result<Vec<MountEntry>, NodeError> {
-        Ok(self
-            .mounter
-            .mount_table()?
-            .into_iter()
-            .filter(|m| m.mount_point == path)
-            .collect())
-    }
-
-    /// A gluster mount of a volume other than `volume_id` (one of ours) is
-    /// at `path`: the CO asks about a volume that is not there.
-    fn holds_other_volume(&self, volume_id: &str, path: &Path) -> Result<bool, NodeError> {
-        let Some(name) = VolumeName::parse(volume_id) else {
-            return Ok(false);
+    /// Whether `mount` belongs to the volume `volume_id`: a gluster FUSE
+    /// mount (or a bind of one) of that volume. A driver-made id is the
+    /// volume's name; a static PV's id is looked up in the staging records;
+    /// without a record of it, a gluster mount is taken as its own unless
+    /// a record gives that mount point to another id (staged by a plugin
+    /// that kept no records).
+    fn is_volumes(&self, mount: &MountEntry, volume_id: &str) -> bool {
+        let Some(mounted) = mount.gluster_volume() else {
+            return false;
         };
-        let other = self
-            .top_mount(path)?
-            .and_then(|m| m.gluster_volume().map(str::to_string))
-            .filter(|mounted| mounted != name.as_str());
-        if let Some(mounted) = &other {
-            tracing::warn!(volume = %name, path = %path.display(), %mounted, "another volume is mounted there; leaving it");
+        if let Some(name) = VolumeName::parse(volume_id) {
+            return mounted == name.as_str();
         }
-        Ok(other.is_some())
+        let records = self.staged.all();
+        match records.iter().find(|r| r.volume_id == volume_id) {
+            Some(record) => record.volume == mounted,
+            None => !records.iter().any(|r| r.staging_path == mount.mount_point),
+        }
     }
 
-    /// Unmounts everything stacked at `path`; nothing mounted is fine.
-    async fn unmount_all(&self, path: &Path) -> Result<(), NodeError> {
-        for _ in 0..16 {
-            if self.mounts_at(path)?.is_empty() {
-                return Ok(());
+    /// False when the top mount at `path` is not this volume's (another
+    /// volume, a tmpfs, the root file system...): it is never touched, and
+    /// per the spec the volume is simply not there.
+    fn nothing_foreign_at(&self, volume_id: &str, path: &Path) -> Result<bool, NodeError> {
+        match self.top_mount(path)? {
+            Some(top) if !self.is_volumes(&top, volume_id) => {
+                tracing::warn!(volume = volume_id, path = %path.display(), mounted = %top.source, fs_type = %top.fs_type, "not this volume's mount; leaving it");
+                Ok(false)
             }
-            self.mounter.unmount(path).await?;
+            _ => Ok(true),
+        }
+    }
+
+    /// Unmounts this volume's mounts stacked at `path`, down to the first
+    /// one that is not its own (left in place); nothing mounted is fine.
+    async fn unmount_volume(&self, volume_id: &str, path: &Path) -> Result<(), NodeError> {
+        for _ in 0..16 {
+            match self.top_mount(path)? {
+                None => return Ok(()),
+                Some(top) if !self.is_volumes(&top, volume_id) => return Ok(()),
+                Some(_) => self.mounter.unmount(path).await?,
+            }
         }
         Err(MountError::io("unmounting", path)(std::io::Error::other(
             "still mounted after 16 unmounts",
@@ -516,8 +536,4 @@ fn default_client_log(mount_point: &Path) -> PathBuf {
         "{}.log",
         name.trim_start_matches('/').replace('/', "-")
     ))
-}
-
-fn ensure_dir(path: &Path) -> Result<(), NodeError> {
-    std::fs::create_dir_all(path).map_err(|e| MountError::io("creating", path)(e).into())
 }

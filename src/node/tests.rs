@@ -75,6 +75,7 @@ impl Fixture {
 
     fn publish_request(&self, target: &str, read_only: bool) -> PublishRequest {
         PublishRequest {
+            volume_id: "csi-pvc-1".into(),
             staging_path: self.path("staging"),
             target_path: self.path(target),
             read_only,
@@ -251,6 +252,50 @@ async fn a_heal_that_cannot_mount_again_is_finished_later_even_after_a_restart()
             .is_empty()
     );
     assert!(restarted.heal(&f.path("staging")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn only_this_volumes_mounts_are_ever_unmounted() {
+    let f = fixture();
+    for path in ["staging", "target"] {
+        std::fs::create_dir_all(f.path(path)).unwrap();
+        f.mounter.mount_foreign(&f.path(path));
+    }
+    f.node
+        .unpublish("csi-pvc-1", &f.path("target"))
+        .await
+        .unwrap();
+    f.node
+        .unstage("csi-pvc-1", &f.path("staging"))
+        .await
+        .unwrap();
+    assert!(f.mounter.calls().is_empty(), "{:?}", f.mounter.calls());
+    assert!(
+        f.path("target").is_dir(),
+        "a foreign mount point is not removed"
+    );
+    // A static PV's id: its staging record says which volume is its own.
+    let g = fixture();
+    let mut request = g.stage_request("shared", false);
+    request.volume_id = "my-static-pv".into();
+    g.node.stage(&request).await.unwrap();
+    g.node
+        .unstage("another-static-pv", &g.path("staging"))
+        .await
+        .unwrap();
+    let unmounts = |g: &Fixture| {
+        g.mounter
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("unmount"))
+            .count()
+    };
+    assert_eq!(unmounts(&g), 0, "another id's mount is left");
+    g.node
+        .unstage("my-static-pv", &g.path("staging"))
+        .await
+        .unwrap();
+    assert_eq!(unmounts(&g), 1);
 }
 
 #[tokio::test]

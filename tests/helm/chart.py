@@ -177,6 +177,8 @@ def wiring(directory):
             kubelet = next((m for m in driver["volumeMounts"] if m.get("mountPropagation") == "Bidirectional"), None)
             if not kubelet or not registration.startswith(kubelet["mountPath"] + "/"):
                 problems.append(f"{where}: the kubelet directory is not mounted Bidirectional")
+            elif flag(args, "kubelet-dir") != kubelet["mountPath"]:
+                problems.append(f"{where}: --kubelet-dir {flag(args, 'kubelet-dir')} is not the kubelet directory {kubelet['mountPath']}")
             if not driver.get("securityContext", {}).get("privileged"):
                 problems.append(f"{where}: the node plugin must be privileged to mount")
             mounter = flag(args, "mounter") or "auto"
