@@ -3,9 +3,11 @@
 //! gluster's own test suite does it.
 //!
 //! Everything it makes is described in `<state>/cluster.json` before it is
-//! made, so teardown (also of a run that crashed) knows exactly what to undo:
-//! mounts from its servers, processes whose command line names its state
-//! directory, its aliases, its files.
+//! made, so teardown (also of a run that crashed) knows exactly what to undo,
+//! and touches nothing else: mounts from its servers' addresses, the gluster
+//! processes whose pid file (`-p`, `--pid-file`) lies in its state directory
+//! and holds their pid, its aliases, the files it made. It only ever uses a
+//! state directory it made itself (marked with `.glusterfs-csi-dev`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -23,6 +25,18 @@ use crate::gluster::xml::Envelope;
 
 const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
 const DESCRIPTION: &str = "cluster.json";
+/// In every state directory dev made; no other directory is ever used.
+const MARKER: &str = ".glusterfs-csi-dev";
+/// What dev makes in its state directory, and so what teardown removes.
+const MADE: [&str; 7] = [
+    "nodes",
+    "node",
+    "bricks",
+    "logs",
+    "csi.sock",
+    DESCRIPTION,
+    ".lock",
+];
 
 /// What a dev cluster consists of; written to `<state>/cluster.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,8 +52,6 @@ pub struct ClusterDescription {
     /// Shared secret of the brick agents (the file is readable by root only).
     pub brick_agent_token: String,
     pub servers: Vec<ServerDescription>,
-    /// Whether the dev run created `state_dir` (then teardown removes it).
-    pub created_state_dir: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,8 +105,7 @@ impl DevCluster {
         cli: &Path,
     ) -> AppResult<DevCluster> {
         check_prerequisites(glusterd)?;
-        let created_state_dir = !state_dir.exists();
-        std::fs::create_dir_all(state_dir)?;
+        claim_state_dir(state_dir)?;
         let state_dir = state_dir.canonicalize()?;
         let state_lock = lock_exclusively(&state_dir.join(".lock")).map_err(|_| {
             format!(
@@ -105,7 +116,9 @@ impl DevCluster {
         // Holding the lock, a description left here is from a run that died.
         if let Ok(stale) = ClusterDescription::load(&state_dir) {
             tracing::warn!(state_dir = %state_dir.display(), "cleaning up after an earlier dev run that did not finish");
-            teardown(&stale, &mut []).await;
+            end_cluster(&stale, &mut []).await;
+            remove_made(&stale.state_dir);
+            let _ = std::fs::remove_file(lock_path(&block_prefix(&stale)));
         }
         let (prefix, lock) = claim_address_block(nodes)?;
         let description = ClusterDescription {
@@ -117,7 +130,6 @@ impl DevCluster {
             servers: (1..=nodes)
                 .map(|n| server_description(&state_dir, &prefix, n))
                 .collect(),
-            created_state_dir,
             state_dir: state_dir.clone(),
         };
         description.save()?;
@@ -184,9 +196,47 @@ impl DevCluster {
     }
 
     pub async fn teardown(mut self) {
-        teardown(&self.description, &mut self.glusterds).await;
+        end_cluster(&self.description, &mut self.glusterds).await;
+        let state = &self.description.state_dir;
+        remove_made(state);
+        let _ = std::fs::remove_file(state.join(".lock"));
+        let _ = std::fs::remove_file(state.join(MARKER));
+        // Only if nothing else was put there.
+        let _ = std::fs::remove_dir(state);
         let lock = lock_path(&block_prefix(&self.description));
         let _ = std::fs::remove_file(lock);
+    }
+}
+
+/// Uses `path` as a state directory only if dev made it: a path that does
+/// not exist is created and marked; an existing one must carry the mark.
+fn claim_state_dir(path: &Path) -> AppResult<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::create_dir(path)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path.join(MARKER))?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+        Ok(meta)
+            if meta.is_dir()
+                && std::fs::symlink_metadata(path.join(MARKER)).is_ok_and(|m| m.is_file()) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(format!(
+            "refusing --state-dir {}: it exists and was not made by glusterfs-csi dev (it has no \
+             {MARKER}); dev only uses a directory it makes itself, so give a path that does not \
+             exist yet",
+            path.display()
+        )
+        .into()),
     }
 }
 
@@ -382,16 +432,16 @@ async fn wait_for_pool(cli: &Path, socket: &Path, size: usize, deadline: Instant
     }
 }
 
-/// Undoes everything a dev cluster made. Safe to call on a half-started or
-/// crashed cluster; only touches what the description names.
-pub async fn teardown(description: &ClusterDescription, glusterds: &mut [Child]) {
+/// Ends everything a dev cluster runs: its mounts, its gluster processes
+/// and its addresses. Safe on a half-started or crashed cluster; touches
+/// only what the description names.
+pub async fn end_cluster(description: &ClusterDescription, glusterds: &mut [Child]) {
     let addresses = description.addresses();
     unmount_cluster_mounts(&addresses);
-    let state = description.state_dir.to_string_lossy().into_owned();
     // A glusterd may start bricks while we end it: look again until nothing
     // of this cluster runs.
     for _ in 0..5 {
-        let ours = processes_naming(&state);
+        let ours = cluster_processes(&description.state_dir);
         if ours.is_empty() {
             break;
         }
@@ -417,7 +467,6 @@ pub async fn teardown(description: &ClusterDescription, glusterds: &mut [Child])
             .output()
             .await;
     }
-    remove_state(description);
 }
 
 /// Unmounts every gluster FUSE mount served by one of `addresses` (bind
@@ -444,10 +493,13 @@ fn unmount_cluster_mounts(addresses: &[String]) {
     }
 }
 
-/// Gluster daemons (glusterd, brick and client processes) whose command line
-/// mentions `needle`. Nothing else is ever signalled: not this process, not
-/// whoever started it.
-fn processes_naming(needle: &str) -> Vec<(i32, Vec<String>)> {
+/// The cluster's gluster daemons (glusterd, bricks, self-heal and other
+/// daemons glusterd starts): gluster processes whose pid file (`-p X`,
+/// `--pid-file X`, `--pid-file=X`) lies inside the state directory, by path
+/// components, and holds their own pid. Nothing else is ever signalled: not
+/// this process, not whoever started it, not a gluster process that merely
+/// mentions the state directory.
+fn cluster_processes(state_dir: &Path) -> Vec<(i32, Vec<String>)> {
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -463,10 +515,27 @@ fn processes_naming(needle: &str) -> Vec<(i32, Vec<String>)> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             let program = argv.first()?.rsplit('/').next()?;
-            let gluster = matches!(program, "glusterd" | "glusterfsd" | "glusterfs");
-            (gluster && argv.iter().any(|a| a.contains(needle))).then_some((pid, argv))
+            if !matches!(program, "glusterd" | "glusterfsd" | "glusterfs") {
+                return None;
+            }
+            let pid_file = pid_file_of(&argv)?;
+            let holds_pid = std::fs::read_to_string(&pid_file)
+                .is_ok_and(|text| text.trim().parse::<i32>().ok() == Some(pid));
+            (pid_file.starts_with(state_dir) && holds_pid).then_some((pid, argv))
         })
         .collect()
+}
+
+/// The pid file a gluster daemon was told to write.
+fn pid_file_of(argv: &[String]) -> Option<PathBuf> {
+    argv.iter().enumerate().find_map(|(i, arg)| {
+        if let Some(path) = arg.strip_prefix("--pid-file=") {
+            return Some(PathBuf::from(path));
+        }
+        matches!(arg.as_str(), "-p" | "--pid-file")
+            .then(|| argv.get(i + 1).map(PathBuf::from))
+            .flatten()
+    })
 }
 
 /// The unix sockets gluster daemons create under /var/run/gluster (`-S`).
@@ -504,26 +573,19 @@ fn is_zombie(pid: i32) -> bool {
         == Some('Z')
 }
 
-fn remove_state(description: &ClusterDescription) {
-    let state = &description.state_dir;
-    for made in [
-        "nodes",
-        "node",
-        "bricks",
-        "logs",
-        "csi.sock",
-        DESCRIPTION,
-        ".lock",
-    ] {
-        let path = state.join(made);
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+/// Removes what dev made in its state directory (only ever a directory it
+/// made and marked), keeping the directory, its mark and its lock.
+fn remove_made(state: &Path) {
+    if !std::fs::symlink_metadata(state.join(MARKER)).is_ok_and(|m| m.is_file()) {
+        return;
     }
-    if description.created_state_dir {
-        let _ = std::fs::remove_dir(state);
+    for made in MADE.iter().filter(|m| **m != ".lock") {
+        let path = state.join(made);
+        let _ = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => Ok(()),
+        };
     }
 }
 
@@ -540,6 +602,45 @@ mod tests {
         assert_eq!(
             brick_sockets(&argv),
             [PathBuf::from("/var/run/gluster/b1482217d286f418.socket")]
+        );
+    }
+
+    #[test]
+    fn pid_files_from_real_command_lines() {
+        let argv = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let brick = argv(
+            "/usr/sbin/glusterfsd -s 127.77.1.1 --volfile-id v1.127.77.1.1.x -p /st/nodes/n1/run/x.pid -S /var/run/gluster/b.socket",
+        );
+        assert_eq!(
+            pid_file_of(&brick),
+            Some(PathBuf::from("/st/nodes/n1/run/x.pid"))
+        );
+        let glusterd = argv("glusterd --no-daemon --pid-file=/st/nodes/n1/run/glusterd.pid");
+        assert_eq!(
+            pid_file_of(&glusterd),
+            Some(PathBuf::from("/st/nodes/n1/run/glusterd.pid"))
+        );
+        assert_eq!(
+            pid_file_of(&argv("glusterfs --log-file=/st/x.log /mnt")),
+            None
+        );
+        // Inside the state directory by components, not by text.
+        assert!(!Path::new("/st-other/x.pid").starts_with("/st"));
+    }
+
+    #[test]
+    fn state_directories_dev_did_not_make_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("precious"), "keep").unwrap();
+        let err = claim_state_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("was not made by glusterfs-csi dev"), "{err}");
+        let fresh = dir.path().join("state");
+        claim_state_dir(&fresh).unwrap();
+        assert!(fresh.join(MARKER).is_file());
+        claim_state_dir(&fresh).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("precious")).unwrap(),
+            "keep"
         );
     }
 

@@ -62,18 +62,26 @@ pub struct DevDriver {
     pub kubelet: tempfile::TempDir,
     log: Arc<Mutex<Vec<String>>>,
     restarted: Vec<Child>,
-    _state: tempfile::TempDir,
+    _state: Option<tempfile::TempDir>,
     _slot: Slot,
 }
 
 impl DevDriver {
     pub async fn start() -> DevDriver {
-        let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
         let state = tempfile::Builder::new()
             .prefix("glusterfs-csi-dev-")
             .tempdir()
             .unwrap();
         let state_dir = state.path().join("state");
+        let mut driver = DevDriver::start_in(&state_dir).await;
+        driver._state = Some(state);
+        driver
+    }
+
+    /// Runs `glusterfs-csi dev --state-dir <state_dir>`.
+    pub async fn start_in(state_dir: &Path) -> DevDriver {
+        let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
+        let state_dir = state_dir.to_path_buf();
         let mut command = Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"));
         command
             .args(["dev", "--state-dir"])
@@ -131,7 +139,7 @@ impl DevDriver {
                 .unwrap(),
             log,
             restarted: Vec::new(),
-            _state: state,
+            _state: None,
             _slot: slot,
         }
     }
@@ -150,6 +158,11 @@ impl DevDriver {
                     .is_ok_and(|c| c.trim() == "glusterfs-csi")
             })
             .expect("the dev driver runs under its reaper")
+    }
+
+    /// Waits until the dev process (its reaper) has exited.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     pub fn identity(&self) -> IdentityClient<Channel> {
