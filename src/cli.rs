@@ -283,6 +283,16 @@ pub struct SshCommandArgs {
     /// `gluster` or `remove-brick`; when run as a forced command, taken from
     /// the command the client sent (SSH_ORIGINAL_COMMAND).
     pub operation: Option<String>,
+    /// A directory the controller may put bricks in, as `<root>/<volume>`:
+    /// every StorageClass `brickRoot` (and the controller's default) in use.
+    /// Repeat the flag for several (commas in the variable). Bricks anywhere
+    /// else are refused; with none, every create and brick removal is.
+    #[arg(
+        long = "brick-root",
+        env = "GLUSTERFS_CSI_BRICK_ROOT",
+        value_delimiter = ','
+    )]
+    pub brick_roots: Vec<String>,
     #[command(flatten)]
     pub glusterd: GlusterdArgs,
 }

@@ -14,6 +14,8 @@ pub const OPT_CSI_NAME: &str = "user.csi.name";
 pub const OPT_CSI_SIZE: &str = "user.csi.size";
 /// Set (to a Unix timestamp) once deletion began; never cleared.
 pub const OPT_CSI_DELETING: &str = "user.csi.deleting";
+/// `user.csi.name` given to an unmarked half-made volume when it is removed.
+pub const INTERRUPTED_CREATE: &str = "interrupted-create";
 /// Prefix reserved for the marks above.
 pub const RESERVED_PREFIX: &str = "user.csi.";
 

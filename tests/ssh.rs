@@ -22,6 +22,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_glusterfs-csi");
 struct SshServers {
     dir: tempfile::TempDir,
     port: u16,
+    /// The dev cluster's brick root, the one `--brick-root` of the forced command.
+    brick_root: PathBuf,
     daemons: Vec<(String, Child)>,
 }
 
@@ -58,6 +60,7 @@ impl SshServers {
         let mut servers = SshServers {
             dir,
             port,
+            brick_root: driver.cluster.brick_root.clone(),
             daemons: Vec::new(),
         };
         for server in driver.cluster.servers.clone() {
@@ -82,10 +85,12 @@ impl SshServers {
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
                  LogLevel INFO\n\
-                 ForceCommand {BINARY} ssh-command --glusterd-socket {socket}\n",
+                 ForceCommand {BINARY} ssh-command --glusterd-socket {socket} \
+                 --brick-root {brick_root}\n",
                 port = self.port,
                 dir = dir.display(),
                 socket = socket.display(),
+                brick_root = self.brick_root.display(),
             ),
         )
         .unwrap();
@@ -134,6 +139,42 @@ impl SshServers {
 
     fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// One session with the controller's key, as anyone who holds it could
+    /// open: `remote` as the command, `input` on stdin.
+    fn session(&self, address: &str, remote: &str, input: &[u8]) -> std::process::Output {
+        let mut ssh = Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.file("known_hosts").display()
+            ))
+            .arg("-i")
+            .arg(self.file("identity"))
+            .args(["-p", &self.port.to_string(), "-l", "root", address, remote])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = ssh.stdin.take().unwrap();
+        let input = input.to_vec();
+        // The far side may stop reading early (and refuse): not an error here.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let output = ssh.wait_with_output().unwrap();
+        writer.join().unwrap();
+        output
     }
 }
 
@@ -322,4 +363,259 @@ async fn shell_injection_is_refused_before_ssh() {
     }
     assert_eq!(ssh.logins(), logins, "no ssh connection was made");
     assert_eq!(driver.command_history(), history, "glusterd ran nothing");
+}
+
+/// What a session could have changed: glusterd's volumes (with their
+/// options and bricks) and every path under the brick roots.
+fn snapshot(driver: &DevDriver, dirs: &[&Path]) -> (String, Vec<PathBuf>) {
+    let mut paths = Vec::new();
+    let mut pending: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            }
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    (driver.gluster(&["volume", "info"]), paths)
+}
+
+/// Everything a holder of the controller's key might try beyond what the
+/// controller sends is refused by the forced command, on the server, and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sessions_are_refused_and_change_nothing() {
+    let driver = DevDriver::start().await;
+    let ssh = SshServers::start(&driver);
+    let servers = driver.cluster.addresses();
+    let (first, third) = (&servers[0], &servers[2]);
+    let root = driver.cluster.brick_root.clone();
+
+    // Volumes someone else made with the gluster CLI: one outside the
+    // driver's names, one driver-named with an admin's option under the
+    // brick root, and one that looks like an interrupted create of the
+    // driver but whose brick lies outside the brick roots.
+    let elsewhere = tempfile::Builder::new()
+        .prefix("foreign-")
+        .tempdir()
+        .unwrap();
+    let made_by_hand = [
+        ("gv-foreign", elsewhere.path().join("gv-foreign")),
+        ("csi-admin-made", root.join("csi-admin-made")),
+        ("csi-lookalike", elsewhere.path().join("csi-lookalike")),
+    ];
+    for (volume, brick) in &made_by_hand {
+        let brick = format!("{first}:{}", brick.display());
+        driver.gluster(&["volume", "create", volume, &brick, "force"]);
+    }
+    driver.gluster(&["volume", "set", "csi-admin-made", "user.owner", "admin"]);
+
+    let gluster = "glusterfs-csi ssh-command gluster";
+    let remove = "glusterfs-csi ssh-command remove-brick";
+    let create = |path: &str| format!("volume create csi-evil {first}:{path} force\n");
+    let root_str = root.display().to_string();
+    let not_sent = "not a command the controller sends";
+    let not_ours = "does not carry this driver's marks";
+    let outside = "is not <brick root>/";
+    let not_plain = "is not a plain word";
+    // (remote command, request, why it must be refused)
+    let g = |request: &str, why: &'static str| (gluster, request.to_string(), why);
+    let sessions = vec![
+        // More than one command, or more than one line.
+        g(
+            "pool list\nvolume delete gv-foreign\n",
+            "one command per connection",
+        ),
+        g("volume info\nvolume info\n", "one command per connection"),
+        g("pool list\n\n", "one command per connection"),
+        g(
+            &format!("volume info {}\n", "x".repeat(70 * 1024)),
+            "64 KiB",
+        ),
+        g("", "no command"),
+        // Volumes the driver did not make.
+        g(
+            "volume delete gv-foreign\n",
+            "not a volume name this driver makes",
+        ),
+        g(
+            "volume stop gv-foreign force\n",
+            "not a volume name this driver makes",
+        ),
+        g("volume stop csi-admin-made force\n", not_ours),
+        g("volume delete csi-admin-made\n", not_ours),
+        g("volume start csi-admin-made\n", not_ours),
+        g("volume set csi-admin-made user.csi.deleting 1\n", not_ours),
+        g(
+            "volume set csi-admin-made features.read-only on\n",
+            not_ours,
+        ),
+        g("volume delete csi-lookalike\n", not_ours),
+        g(
+            "volume set csi-lookalike user.csi.deleting 1 user.csi.name interrupted-create\n",
+            outside,
+        ),
+        g(
+            "volume set csi-lookalike user.csi.name pvc-x user.csi.size 1\n",
+            outside,
+        ),
+        // Commands the controller never sends.
+        g("system:: execute gsec_create\n", not_sent),
+        g(&format!("peer detach {third}\n"), not_sent),
+        g("peer probe 192.0.2.1\n", not_sent),
+        g("volume frobnicate csi-admin-made\n", not_sent),
+        g("volume reset csi-admin-made\n", not_sent),
+        g(
+            "volume set csi-admin-made group virt\n",
+            "not a gluster option name",
+        ),
+        // Bricks outside the roots this server allows.
+        g(&create("/root/x"), outside),
+        g(&create("/root/csi-evil"), outside),
+        g(&create(&format!("{root_str}/../etc")), outside),
+        g(&create(&format!("{root_str}/../csi-evil")), outside),
+        g(&create(&format!("{root_str}/other-name")), outside),
+        g(&create(&format!("{root_str}/{first}/csi-evil")), outside),
+        // Option-like words.
+        g("--mode=script volume delete csi-admin-made\n", not_plain),
+        g("volume info -x\n", not_plain),
+        g(
+            "volume info csi-admin-made --glusterd-sock=/tmp/x\n",
+            not_plain,
+        ),
+        // Anything but the two operations.
+        (
+            "sh -c id",
+            String::new(),
+            "only `ssh-command gluster|remove-brick`",
+        ),
+        (
+            "glusterfs-csi ssh-command sh",
+            String::new(),
+            "unknown operation",
+        ),
+    ];
+    // (volume, brick path, gRPC code of the refusal): removals outside the roots
+    let removals = [
+        (
+            "csi-lookalike",
+            elsewhere.path().join("csi-lookalike"),
+            Code::PermissionDenied,
+        ),
+        (
+            "gv-foreign",
+            elsewhere.path().join("gv-foreign"),
+            Code::InvalidArgument,
+        ),
+        (
+            "csi-admin-made",
+            root.join("x/../csi-admin-made"),
+            Code::PermissionDenied,
+        ),
+    ];
+
+    let root_x = Path::new("/root/x").exists();
+    let before = snapshot(&driver, &[&root, elsewhere.path()]);
+    let history = driver.command_history();
+    let started = std::time::Instant::now();
+    // A few at a time: each session costs an ssh handshake (~0.3 s here).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Some((remote, input, why)) = sessions.get(at) {
+                        let output = ssh.session(first, remote, input.as_bytes());
+                        let stderr = String::from_utf8_lossy(&output.stderr);
+                        let what = format!("{remote} <<< {:.200?}", input);
+                        assert_eq!(output.status.code(), Some(77), "{what}: {output:?}");
+                        assert!(
+                            stderr.starts_with("glusterfs-csi ssh-command: refused `")
+                                && stderr.contains(why),
+                            "{what}: {stderr} (expected {why:?})"
+                        );
+                        assert!(output.stdout.is_empty(), "{what}: {output:?}");
+                    } else if let Some((volume, path, code)) = removals.get(at - sessions.len()) {
+                        let request =
+                            format!(r#"{{"volume":"{volume}","path":"{}"}}"#, path.display());
+                        let output = ssh.session(first, remove, request.as_bytes());
+                        let stdout = String::from_utf8_lossy(&output.stdout);
+                        assert!(output.status.success(), "{request}: {output:?}");
+                        let refused = format!(r#"{{"refused":{{"code":{},"#, *code as i32);
+                        assert!(stdout.starts_with(&refused), "{request}: {stdout}");
+                    } else {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let count = sessions.len() + removals.len();
+    eprintln!("{count} hostile sessions refused in {elapsed:?}");
+    assert_eq!(snapshot(&driver, &[&root, elsewhere.path()]), before);
+    assert_eq!(Path::new("/root/x").exists(), root_x);
+    // glusterd ran nothing that changes state (it logs every such command).
+    assert_eq!(driver.command_history(), history);
+
+    // The same key still does what the controller needs.
+    let output = ssh.session(first, gluster, b"pool list\n");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("<peerStatus>"));
+
+    for (volume, _) in &made_by_hand {
+        driver.gluster(&["volume", "delete", volume]);
+    }
+}
+
+/// A refusal is logged to syslog (authpriv, warning) naming the ssh client.
+/// The forced command runs with a private /dev whose `log` is this test's
+/// socket, so the machine's own syslog is never involved.
+#[test]
+fn refusals_are_logged_to_syslog_with_the_client() {
+    let dir = tempfile::Builder::new()
+        .prefix("syslog-")
+        .tempdir()
+        .unwrap();
+    let socket_path = dir.path().join("log");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut command = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /dev && touch /dev/log && mount --bind \"$1\" /dev/log && \
+             shift && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&socket_path)
+        .args([BINARY, "ssh-command", "gluster"])
+        .env("SSH_CONNECTION", "192.0.2.7 40000 127.0.0.1 22")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(command.stdin.as_mut().unwrap(), b"peer detach 127.0.0.2\n").unwrap();
+    drop(command.stdin.take());
+    let output = command.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(77), "{output:?}");
+    let mut message = [0u8; 4096];
+    let length = socket.recv(&mut message).expect("a syslog message");
+    let message = String::from_utf8_lossy(&message[..length]);
+    // <84>: facility authpriv (10 * 8) + severity warning (4).
+    assert!(message.starts_with("<84>"), "{message}");
+    assert!(
+        message.contains(
+            "glusterfs-csi[",
+        ) && message.contains(
+            "ssh-command: ssh client 192.0.2.7 port 40000 as uid 0: refused `peer detach 127.0.0.2`: not a command the controller sends"
+        ),
+        "{message}"
+    );
 }

@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use crate::gluster::{BrickAddress, GlusterError, Glusterd, NewVolume, VolumeInfo, VolumeStatus};
 use crate::names::VolumeName;
-use crate::ownership::{OPT_CSI_DELETING, OPT_CSI_NAME, OPT_CSI_SIZE, Ownership};
+use crate::ownership::{
+    INTERRUPTED_CREATE, OPT_CSI_DELETING, OPT_CSI_NAME, OPT_CSI_SIZE, Ownership,
+};
 use crate::volume_context::VolumeContext;
 pub use bricks::{BrickError, BrickRemover};
 pub use error::ControllerError;
 pub use params::StorageClassParams;
-
-/// `user.csi.name` given to an unmarked half-made volume when it is removed.
-const INTERRUPTED_CREATE: &str = "interrupted-create";
 
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
@@ -289,8 +288,11 @@ impl Provisioner {
             }
             Err(source) => {
                 // glusterd leaves brick directories behind on the servers
-                // that accepted theirs before one refused.
-                self.remove_half_made(name, &new.bricks).await;
+                // that accepted theirs before one refused; a command the
+                // server's allowlist refused never reached glusterd.
+                if !matches!(source, GlusterError::Refused { .. }) {
+                    self.remove_half_made(name, &new.bricks).await;
+                }
                 return Err(ControllerError::Gluster {
                     action: format!("creating gluster volume {name}"),
                     source,

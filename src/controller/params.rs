@@ -146,6 +146,30 @@ pub fn validate_brick_root(root: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A gluster option name like `performance.cache-size`: dotted lowercase
+/// parts (which also keeps out `volume set`'s special `group` key).
+pub fn is_option_key(key: &str) -> bool {
+    key.len() <= 128
+        && key.contains('.')
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part.as_bytes()[0].is_ascii_lowercase()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// An option value the driver passes to `volume set`.
+pub fn is_option_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 256
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/*%+@-".contains(&b))
+}
+
 fn parse_servers(text: &str) -> Result<Vec<String>, ParamError> {
     let mut servers: Vec<String> = Vec::new();
     for server in text.split(',').map(str::trim) {
@@ -170,16 +194,7 @@ fn parse_volume_options(text: &str) -> Result<Vec<(String, String)>, ParamError>
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
             .ok_or_else(|| err(VOLUME_OPTIONS, format!("{entry:?} is not key=value")))?;
-        let key_ok = key.len() <= 128
-            && key.contains('.')
-            && key.split('.').all(|part| {
-                !part.is_empty()
-                    && part.as_bytes()[0].is_ascii_lowercase()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            });
-        if !key_ok {
+        if !is_option_key(key) {
             return Err(err(
                 VOLUME_OPTIONS,
                 format!("{key:?} is not a gluster option name like performance.cache-size"),
@@ -191,13 +206,7 @@ fn parse_volume_options(text: &str) -> Result<Vec<(String, String)>, ParamError>
                 format!("{key:?}: keys under {RESERVED_PREFIX} are reserved for the driver"),
             ));
         }
-        let value_ok = !value.is_empty()
-            && value.len() <= 256
-            && !value.starts_with('-')
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:/*%+@-".contains(&b));
-        if !value_ok {
+        if !is_option_value(value) {
             return Err(err(
                 VOLUME_OPTIONS,
                 format!(

@@ -148,6 +148,22 @@ async fn a_refused_create_removes_half_made_bricks() {
 }
 
 #[tokio::test]
+async fn a_create_the_server_refused_is_final_and_leaves_nothing_to_clean() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    glusterd.refuse_next_create(GlusterError::Refused {
+        target: "root@a".into(),
+        message: "refused `volume create ...`: not under a brick root".into(),
+    });
+    let err = provisioner
+        .create(&request("pvc-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.to_string().contains("not under a brick root"), "{err}");
+    assert!(bricks.removed().is_empty(), "nothing reached glusterd");
+}
+
+#[tokio::test]
 async fn an_interrupted_create_is_finished() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     // `volume create` ran, then the controller died before marking it.

@@ -51,6 +51,11 @@ pub enum GlusterError {
     #[error("refusing to pass {0:?} to the gluster CLI: not a plain word")]
     UnsafeArgument(String),
 
+    /// The server's own allowlist (`glusterfs-csi ssh-command`) refused the
+    /// command: final, never a reason to try another server.
+    #[error("glusterfs-csi ssh-command on {target} {message}")]
+    Refused { target: String, message: String },
+
     #[error("could not run the gluster CLI: {0}")]
     Spawn(#[source] std::io::Error),
 }
@@ -69,6 +74,7 @@ impl GlusterError {
             GlusterError::Rejected { .. } => Code::Internal,
             GlusterError::BadOutput { .. } => Code::Internal,
             GlusterError::UnsafeArgument(_) => Code::InvalidArgument,
+            GlusterError::Refused { .. } => Code::PermissionDenied,
             GlusterError::Spawn(_) => Code::Internal,
         }
     }

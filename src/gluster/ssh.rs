@@ -25,6 +25,11 @@ use crate::names::is_host_name;
 const SSH_FAILED: i32 = 255;
 /// The shell's "command not found".
 const NOT_FOUND: i32 = 127;
+/// `glusterfs-csi ssh-command`'s exit status when its allowlist refuses a
+/// command (sysexits' EX_NOPERM); the reason is on stderr.
+pub const REFUSED: i32 = 77;
+/// How ssh-command starts every line it writes to stderr.
+pub const SSH_COMMAND_PREFIX: &str = "glusterfs-csi ssh-command: ";
 
 /// How to reach the Gluster servers over ssh.
 #[derive(Clone, Debug)]
@@ -127,6 +132,18 @@ impl SshConfig {
     }
 }
 
+/// ssh-command's reason, without its prefix, bounded for messages.
+fn refusal_message(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    let reason = stderr.strip_prefix(SSH_COMMAND_PREFIX).unwrap_or(stderr);
+    let reason: String = reason.chars().take(500).collect();
+    if reason.is_empty() {
+        "refused the command (no reason given)".to_string()
+    } else {
+        reason
+    }
+}
+
 /// Checks a configured remote command: plain words, nothing a shell would
 /// interpret.
 pub fn parse_remote_command(command: &str) -> Result<Vec<String>, String> {
@@ -181,6 +198,18 @@ impl SshCli {
                 command: command.name.clone(),
                 seconds: self.timeout.as_secs(),
             })?;
+        self.judge(host, command, output)
+    }
+
+    /// Reads one server's answer: gluster's XML, or why there is none. Only
+    /// "ssh or the server's glusterd cannot be reached" lets the caller try
+    /// the next server; everything else, a refusal above all, is final.
+    fn judge(
+        &self,
+        host: &str,
+        command: &CliCommand,
+        output: RemoteOutput,
+    ) -> Result<String, GlusterError> {
         if output.stdout.contains(command.end_tag()) {
             return Ok(output.stdout);
         }
@@ -199,7 +228,10 @@ impl SshCli {
                     output.stderr.trim()
                 ),
             }),
-
+            Some(REFUSED) => Err(GlusterError::Refused {
+                target,
+                message: refusal_message(&output.stderr),
+            }),
             _ => Err(classify_cli_failure(
                 &command.name,
                 &target,
@@ -299,6 +331,51 @@ mod tests {
         ] {
             assert!(parse_remote_command(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_unreachable_servers_are_worth_the_next_one() {
+        let cli = SshCli::new(config(), vec!["x".into()], Duration::from_secs(1));
+        let command = CliCommand::from_line("volume delete csi-x").unwrap();
+        let answer = |status: i32, stdout: &str, stderr: &str| {
+            cli.judge(
+                "gluster-1",
+                &command,
+                RemoteOutput {
+                    status: Some(status),
+                    stdout: stdout.into(),
+                    stderr: stderr.into(),
+                },
+            )
+        };
+        let refused = answer(
+            REFUSED,
+            "",
+            "glusterfs-csi ssh-command: refused `volume delete csi-x`: not marked\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refused, GlusterError::Refused { ref message, .. }
+                if message == "refused `volume delete csi-x`: not marked"),
+            "{refused:?}"
+        );
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            refused.to_string(),
+            "glusterfs-csi ssh-command on root@gluster-1 refused `volume delete csi-x`: not marked"
+        );
+        let down = "Connection failed. Please check if gluster daemon is operational.\n";
+        for (status, stdout, stderr) in [
+            (SSH_FAILED, "", "timeout"),
+            (NOT_FOUND, "", ""),
+            (1, down, ""),
+        ] {
+            let err = answer(status, stdout, stderr).unwrap_err();
+            assert!(matches!(err, GlusterError::Unreachable { .. }), "{err:?}");
+        }
+        let err = answer(1, "", "something else").unwrap_err();
+        assert!(matches!(err, GlusterError::BadOutput { .. }), "{err:?}");
+        assert!(answer(0, "<cliOutput></cliOutput>", "").is_ok());
     }
 
     #[tokio::test]

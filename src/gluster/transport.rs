@@ -99,6 +99,18 @@ impl CliCommand {
         line.push('\n');
         line
     }
+
+    /// The inverse of [`CliCommand::line`], for the server side of a
+    /// transport: one line of [`CliArg`] words separated by single spaces,
+    /// with at most one trailing newline.
+    pub fn from_line(line: &str) -> Result<CliCommand, GlusterError> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let words = line
+            .split(' ')
+            .map(CliArg::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CliCommand::new(words))
+    }
 }
 
 /// Where glusterd listens.
@@ -458,6 +470,33 @@ mod tests {
         );
         assert_eq!(cmd.name, "volume start");
         assert_eq!(cmd.line(), "volume start v1\n");
+        let back = CliCommand::from_line(&cmd.line()).unwrap();
+        assert_eq!((back.words, back.name), (cmd.words, cmd.name));
+    }
+
+    #[test]
+    fn lines_read_back_only_in_the_written_form() {
+        assert_eq!(CliCommand::from_line("pool list").unwrap().words.len(), 2);
+        for bad in [
+            "",
+            "\n",
+            "pool  list\n",
+            " pool list\n",
+            "pool list \n",
+            "pool list\n\n",
+            "pool list\nvolume delete x\n",
+            "pool\tlist\n",
+            "pool list\r\n",
+            "volume info --xml\n",
+        ] {
+            assert!(
+                matches!(
+                    CliCommand::from_line(bad),
+                    Err(GlusterError::UnsafeArgument(_))
+                ),
+                "{bad:?} must be refused"
+            );
+        }
     }
 
     #[test]
