@@ -2,14 +2,19 @@
 //! controller runs a fixed remote command (`glusterfs-csi ssh-command
 //! remove-brick`) and writes the request to its stdin as JSON. The server
 //! side applies the same glusterd checks as the brick agent.
+//!
+//! Brick roots are not checked over ssh yet (`ssh-command` has no operation
+//! for it): creates rely on glusterd, which refuses bricks on the root file
+//! system unless they are allowed (then `force` is passed).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tonic::Code;
 
-use crate::controller::{BrickError, BrickRemover};
+use crate::controller::{BrickError, BrickServers, RootCheck};
 use crate::gluster::SshConfig;
 use crate::names::VolumeName;
 
@@ -28,24 +33,26 @@ pub enum RemoveBrickAnswer {
     Refused { code: i32, message: String },
 }
 
-pub struct SshBrickRemover {
+pub struct SshBrickServers {
     ssh: SshConfig,
     remote_command: Vec<String>,
     timeout: Duration,
+    warned_unchecked: AtomicBool,
 }
 
-impl SshBrickRemover {
+impl SshBrickServers {
     pub fn new(ssh: SshConfig, remote_command: Vec<String>, timeout: Duration) -> Self {
-        SshBrickRemover {
+        SshBrickServers {
             ssh,
             remote_command,
             timeout,
+            warned_unchecked: AtomicBool::new(false),
         }
     }
 }
 
 #[async_trait]
-impl BrickRemover for SshBrickRemover {
+impl BrickServers for SshBrickServers {
     async fn remove(
         &self,
         host: &str,
@@ -91,11 +98,42 @@ impl BrickRemover for SshBrickRemover {
             )),
         }
     }
+
+    async fn check_root(&self, host: &str, root: &str) -> Result<RootCheck, BrickError> {
+        if !self.warned_unchecked.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                host,
+                root,
+                "brick roots are not checked over ssh yet: a missing brick root shows as \
+                 glusterd's own error, and bricks on the root file system are refused by glusterd \
+                 unless allowed (allowRootFilesystemBricks, --allow-root-filesystem-bricks)"
+            );
+        }
+        Ok(RootCheck::NotChecked)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn brick_roots_pass_unchecked_over_ssh() {
+        let ssh = SshConfig {
+            servers: vec!["g1".into()],
+            port: 22,
+            user: "root".into(),
+            identity: "/nonexistent/identity".into(),
+            known_hosts: "/nonexistent/known_hosts".into(),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let servers = SshBrickServers::new(ssh, vec!["true".into()], Duration::from_secs(1));
+        for _ in 0..2 {
+            let check = servers.check_root("g1", "/data/glusterfs").await.unwrap();
+            assert_eq!(check, RootCheck::NotChecked);
+        }
+        assert!(servers.warned_unchecked.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn wire_format() {
