@@ -2,6 +2,7 @@
 //! other modes, built from the command line by [`crate::wiring`].
 
 use crate::AppResult;
+use crate::bricks::{AgentToken, BrickRootsSeen};
 use crate::cli::{Cli, ControllerArgs, Mode, NodeArgs};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
@@ -51,22 +52,37 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
 }
 
 async fn run_node(args: NodeArgs) -> AppResult<()> {
+    // Refused before anything starts: an agent anyone on the network could call.
+    let agent_token = args
+        .brick_agent_listen
+        .map(|_| AgentToken::require(args.brick_agent_token.as_deref(), "--brick-agent-listen"))
+        .transpose()?;
     let node = wiring::node(&args).await?;
     log_fuse_scope(&node);
     let volumes = node.volumes.clone();
     let watcher = tokio::spawn(crate::node::watch::run(volumes.clone(), node.watch.clone()));
     let listener = csi::bind_socket(&csi::socket_path(&args.common.endpoint)?)?;
-    let agent = match args.brick_agent_listen {
-        Some(addr) => {
-            let agent_listener = tokio::net::TcpListener::bind(addr).await?;
+    let agent = match (args.brick_agent_listen, agent_token) {
+        (Some(listen), Some(token)) => {
+            let addr = listen.with_default_port(args.brick_agent_port);
+            let agent_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--brick-agent-listen {addr}: {e}"))?;
+            let addr = agent_listener.local_addr()?;
             tracing::info!(%addr, "brick agent serving");
             let glusterd = args.glusterd.clone();
-            let token = args.brick_agent_token.clone();
             Some(tokio::spawn(async move {
-                wiring::serve_brick_agent(agent_listener, &glusterd, token, shutdown_signal()).await
+                wiring::serve_brick_agent(
+                    agent_listener,
+                    &glusterd,
+                    token,
+                    BrickRootsSeen::ThroughMounts,
+                    shutdown_signal(),
+                )
+                .await
             }))
         }
-        None => None,
+        _ => None,
     };
     tracing::info!(endpoint = %args.common.endpoint, node_id = %args.node_id, "node serving");
     let services = Services {

@@ -3,7 +3,7 @@
 //! depends on them. Every flag is also an environment variable
 //! (`GLUSTERFS_CSI_*`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -116,6 +116,13 @@ pub struct SshArgs {
         default_value = "glusterfs-csi ssh-command remove-brick"
     )]
     pub ssh_brick_command: String,
+    /// Remote command that reports what a brick root is (JSON on stdin).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_SSH_BRICK_ROOT_COMMAND",
+        default_value = "glusterfs-csi ssh-command check-brick-root"
+    )]
+    pub ssh_brick_root_command: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -189,6 +196,11 @@ pub struct ControllerArgs {
     /// FUSE mount options every node adds for volumes of this controller.
     #[arg(long, env = "GLUSTERFS_CSI_MOUNT_OPTIONS", value_delimiter = ',')]
     pub mount_options: Vec<String>,
+    /// Let brick roots be plain directories (of the root file system, say)
+    /// instead of file systems of their own, for StorageClasses that do not
+    /// set `allowRootFilesystemBricks`; `volume create` then gets `force`.
+    #[arg(long, env = "GLUSTERFS_CSI_ALLOW_ROOT_FILESYSTEM_BRICKS")]
+    pub allow_root_filesystem_bricks: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -241,14 +253,56 @@ pub struct NodeArgs {
     #[arg(long, env = "GLUSTERFS_CSI_WATCH_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub watch_interval_ms: u64,
-    /// Serve the brick agent here (only on Gluster servers), e.g. 0.0.0.0:24017.
-    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_LISTEN")]
-    pub brick_agent_listen: Option<SocketAddr>,
+    /// Serve the brick agent here (only on Gluster servers): an address and
+    /// port (`0.0.0.0:24017`, `[::]:24017`), or an address alone for
+    /// `--brick-agent-port` (the node's own, from the Downward API's
+    /// status.hostIP). Needs the token.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_LISTEN", value_parser = parse_listen_address)]
+    pub brick_agent_listen: Option<ListenAddress>,
+    /// Port for a `--brick-agent-listen` without one.
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_PORT", default_value_t = DEFAULT_BRICK_AGENT_PORT)]
+    pub brick_agent_port: u16,
     /// Shared secret the controller must present to the brick agent.
     #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_TOKEN", hide_env_values = true)]
     pub brick_agent_token: Option<String>,
     #[command(flatten)]
     pub glusterd: GlusterdArgs,
+}
+
+/// Where the brick agent listens: an address, with or without a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddress {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl ListenAddress {
+    pub fn with_default_port(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(port))
+    }
+}
+
+/// `ADDRESS:PORT`, `[IPv6]:PORT`, or an address alone (IPv6 without brackets too).
+fn parse_listen_address(text: &str) -> Result<ListenAddress, String> {
+    let text = text.trim();
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Ok(ListenAddress {
+            ip: socket.ip(),
+            port: Some(socket.port()),
+        });
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .map(|ip| ListenAddress { ip, port: None })
+        .map_err(|_| {
+            format!(
+                "{text:?} is not an IP address with or without a port (0.0.0.0:24017, \
+                 [::]:24017, 192.168.1.12)"
+            )
+        })
 }
 
 #[derive(Args, Debug, Clone)]
@@ -301,4 +355,45 @@ pub struct SshCommandArgs {
 pub struct PurgeBrickTrashArgs {
     /// A brick root's trash directory (`<brick root>/.glusterfs-csi-trash`).
     pub trash: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brick_agent_listen_addresses() {
+        let parse = |t: &str| parse_listen_address(t).map(|l| l.with_default_port(24017));
+        assert_eq!(parse("0.0.0.0:24100"), Ok("0.0.0.0:24100".parse().unwrap()));
+        assert_eq!(parse("[::]:24100"), Ok("[::]:24100".parse().unwrap()));
+        assert_eq!(
+            parse("192.168.1.12"),
+            Ok("192.168.1.12:24017".parse().unwrap())
+        );
+        assert_eq!(parse("fd00::12"), Ok("[fd00::12]:24017".parse().unwrap()));
+        assert_eq!(parse("[fd00::12]"), Ok("[fd00::12]:24017".parse().unwrap()));
+        for bad in [
+            "",
+            "node1:24017",
+            "0.0.0.0:",
+            "1.2.3.4:99999",
+            "fd00::12:24017x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn root_filesystem_bricks_flag_and_env() {
+        let parsed = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().mode {
+            Mode::Controller(args) => args.allow_root_filesystem_bricks,
+            _ => unreachable!(),
+        };
+        assert!(!parsed(&["glusterfs-csi", "controller"]));
+        assert!(parsed(&[
+            "glusterfs-csi",
+            "controller",
+            "--allow-root-filesystem-bricks"
+        ]));
+    }
 }

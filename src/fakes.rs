@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tonic::Code;
 
-use crate::controller::{BrickError, BrickRemover, Provisioner, ProvisionerConfig};
+use crate::controller::{
+    BrickError, BrickRootReport, BrickServers, Provisioner, ProvisionerConfig, RootCheck,
+};
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
 use crate::gluster::{
@@ -157,7 +159,8 @@ impl Glusterd for FakeGlusterd {
     }
 
     async fn create_volume(&self, volume: &NewVolume) -> Result<(), GlusterError> {
-        self.write(&["volume", "create", &volume.name])?;
+        let force = if volume.force { &["force"][..] } else { &[] };
+        self.write(&[&["volume", "create", volume.name.as_str()][..], force].concat())?;
         let mut state = self.state.lock().unwrap();
         if let Some(error) = state.refuse_create.take() {
             return Err(error);
@@ -280,16 +283,56 @@ impl Glusterd for FakeGlusterd {
     }
 }
 
-/// Brick agents that succeed, or fail for hosts marked unreachable.
+/// Brick agents that succeed, or fail removals for hosts marked unreachable
+/// (and root checks for hosts marked so: an agent can go away between the
+/// check and the rollback). Brick roots are file systems of their own
+/// unless a host is given another report.
 #[derive(Default)]
 pub struct FakeBricks {
     removed: Mutex<Vec<String>>,
     unreachable: Mutex<BTreeSet<String>>,
+    unchecked: Mutex<BTreeSet<String>>,
+    roots: Mutex<BTreeMap<String, BrickRootReport>>,
+    checked: Mutex<Vec<String>>,
+}
+
+/// A brick root as an agent reports it: a disk of its own, or a directory
+/// of the root file system.
+pub fn brick_root_report(own_file_system: bool) -> BrickRootReport {
+    BrickRootReport {
+        exists: true,
+        is_directory: true,
+        own_file_system,
+        file_system_mount_point: Some(if own_file_system { "/bricks" } else { "/" }.into()),
+        file_system_type: if own_file_system { "xfs" } else { "ext4" }.into(),
+        file_system_source: if own_file_system {
+            "/dev/vdb"
+        } else {
+            "/dev/vda"
+        }
+        .into(),
+        total_bytes: 10 << 30,
+        available_bytes: 9 << 30,
+    }
 }
 
 impl FakeBricks {
     pub fn removed(&self) -> Vec<String> {
         self.removed.lock().unwrap().clone()
+    }
+
+    /// `host:root` of every brick root check so far.
+    pub fn checked(&self) -> Vec<String> {
+        self.checked.lock().unwrap().clone()
+    }
+
+    /// Root checks on `host` fail as if its agent did not answer.
+    pub fn fail_root_checks(&self, host: &str) {
+        self.unchecked.lock().unwrap().insert(host.to_string());
+    }
+
+    pub fn set_root(&self, host: &str, report: BrickRootReport) {
+        self.roots.lock().unwrap().insert(host.to_string(), report);
     }
 
     pub fn set_unreachable(&self, host: &str, unreachable: bool) {
@@ -303,7 +346,7 @@ impl FakeBricks {
 }
 
 #[async_trait]
-impl BrickRemover for FakeBricks {
+impl BrickServers for FakeBricks {
     async fn remove(
         &self,
         host: &str,
@@ -311,20 +354,39 @@ impl BrickRemover for FakeBricks {
         path: &str,
     ) -> Result<bool, BrickError> {
         if self.unreachable.lock().unwrap().contains(host) {
-            return Err(BrickError {
-                host: host.into(),
-                path: path.into(),
-                message: format!("the brick agent on {host} did not answer"),
-                code: Code::Unavailable,
-            });
+            return Err(BrickError::at(host, path)(
+                Code::Unavailable,
+                format!("the brick agent on {host} did not answer"),
+            ));
         }
         self.removed.lock().unwrap().push(format!("{host}:{path}"));
         Ok(true)
+    }
+
+    async fn check_root(&self, host: &str, root: &str) -> Result<RootCheck, BrickError> {
+        if self.unchecked.lock().unwrap().contains(host) {
+            return Err(BrickError::checking(host, root)(
+                Code::Unavailable,
+                format!("the brick agent on {host} did not answer"),
+            ));
+        }
+        self.checked.lock().unwrap().push(format!("{host}:{root}"));
+        let report = self.roots.lock().unwrap().get(host).cloned();
+        Ok(RootCheck::Checked(
+            report.unwrap_or_else(|| brick_root_report(true)),
+        ))
     }
 }
 
 /// A provisioner over fakes, bricks at `/bricks/<volume>`.
 pub fn provisioner() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
+    provisioner_allowing_root_filesystem(false)
+}
+
+/// [`provisioner`], run with or without `--allow-root-filesystem-bricks`.
+pub fn provisioner_allowing_root_filesystem(
+    allow: bool,
+) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
     let glusterd = FakeGlusterd::three_servers();
     let bricks = Arc::new(FakeBricks::default());
     let provisioner = Provisioner::new(
@@ -334,6 +396,7 @@ pub fn provisioner() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
             default_brick_root: "/bricks".into(),
             brick_dir_per_server: false,
             mount_options: Vec::new(),
+            allow_root_filesystem_bricks: allow,
         },
     );
     (provisioner, glusterd, bricks)

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppResult;
-use crate::bricks::ssh::SshBrickRemover;
-use crate::bricks::{AgentBrickRemover, BrickAgentService};
+use crate::bricks::ssh::SshBrickServers;
+use crate::bricks::{AgentBrickServers, AgentToken, BrickAgentService, BrickRootsSeen};
 use crate::cli::{
     BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, MounterChoice, NodeArgs, SshArgs,
 };
-use crate::controller::BrickRemover;
-use crate::controller::{Provisioner, ProvisionerConfig};
+use crate::controller::{BrickServers, Provisioner, ProvisionerConfig};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SshCli, SshConfig};
@@ -88,17 +87,21 @@ pub fn provisioner(
             ))
         }
     };
-    let bricks: Arc<dyn BrickRemover> = match args.brick_cleanup {
-        BrickCleanup::Agent => Arc::new(AgentBrickRemover::new(
-            args.brick_agent_port,
-            args.brick_agent_token.clone(),
-        )),
+    let bricks: Arc<dyn BrickServers> = match args.brick_cleanup {
+        BrickCleanup::Agent => {
+            let token =
+                AgentToken::require(args.brick_agent_token.as_deref(), "--brick-cleanup agent")?;
+            Arc::new(AgentBrickServers::new(args.brick_agent_port, token))
+        }
         BrickCleanup::Ssh => {
-            let command = parse_remote_command(&args.ssh.ssh_brick_command)
+            let remove = parse_remote_command(&args.ssh.ssh_brick_command)
                 .map_err(|e| format!("--ssh-brick-command: {e}"))?;
-            Arc::new(SshBrickRemover::new(
+            let root = parse_remote_command(&args.ssh.ssh_brick_root_command)
+                .map_err(|e| format!("--ssh-brick-root-command: {e}"))?;
+            Arc::new(SshBrickServers::new(
                 ssh_config(&args.ssh)?,
-                command,
+                remove,
+                root,
                 timeout,
             ))
         }
@@ -110,6 +113,7 @@ pub fn provisioner(
             default_brick_root: args.default_brick_root.clone(),
             brick_dir_per_server,
             mount_options: args.mount_options.clone(),
+            allow_root_filesystem_bricks: args.allow_root_filesystem_bricks,
         },
     )))
 }
@@ -168,10 +172,11 @@ pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
 pub async fn serve_brick_agent(
     listener: tokio::net::TcpListener,
     glusterd: &GlusterdArgs,
-    token: Option<String>,
+    token: AgentToken,
+    roots: BrickRootsSeen,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> AppResult<()> {
-    let service = BrickAgentService::new(glusterd_client(glusterd, 2, None), token);
+    let service = BrickAgentService::new(glusterd_client(glusterd, 2, None), token, roots);
     tonic::transport::Server::builder()
         .add_service(BrickAgentServer::new(service))
         .serve_with_incoming_shutdown(

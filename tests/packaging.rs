@@ -75,7 +75,16 @@ fn chart_lints_clean() {
 
 #[test]
 fn deploy_is_the_default_render() {
-    let rendered = yaml_files(render(None).path());
+    let out = tempfile::tempdir().unwrap();
+    chart_py(&["render-deploy", out.path().to_str().unwrap()]);
+    let rendered = yaml_files(out.path());
+    let full = yaml_files(render(None).path());
+    let left_out: Vec<&String> = full.keys().filter(|k| !rendered.contains_key(*k)).collect();
+    assert_eq!(
+        left_out,
+        ["22-brick-agent-token.yaml"],
+        "only the token Secret stays out of deploy/ (its token would be everyone's)"
+    );
     let deployed = yaml_files(&root().join("deploy"));
     assert!(!rendered.is_empty());
     assert_eq!(
@@ -109,6 +118,90 @@ fn every_render_is_made_of_valid_kubernetes_objects() {
     let examples = json(&chart_py(&["validate", "deploy/examples"]));
     assert_eq!(examples["problems"], serde_json::json!([]), "{examples}");
     assert_eq!(examples["objects"], 2);
+}
+
+/// The token of the rendered brick agent Secret, decoded.
+fn rendered_token(values: Option<&str>) -> Option<String> {
+    let out = render(values);
+    let text = std::fs::read_to_string(out.path().join("22-brick-agent-token.yaml")).ok()?;
+    let encoded = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .trim_matches('"');
+    let output = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(output.status.success(), "{encoded:?} is not base64");
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+fn values_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn the_chart_makes_a_random_token_and_keeps_an_existing_one() {
+    let first = rendered_token(None).expect("the default render makes the Secret");
+    let second = rendered_token(None).unwrap();
+    assert_eq!(first.len(), 64);
+    assert!(first.bytes().all(|b| b.is_ascii_alphanumeric()), "{first}");
+    assert_ne!(first, second, "a fresh token per install");
+    // No Secret when the user brings one, or when there are no agents.
+    for values in [
+        "brickAgent:\n  createTokenSecret: false\n",
+        "brickCleanup: ssh\nglusterd:\n  access: ssh\n  ssh:\n    servers: [g1]\n",
+    ] {
+        let file = values_file(values);
+        assert_eq!(rendered_token(file.path().to_str()), None, "{values}");
+    }
+    // Upgrades: offline, lookup finds nothing; a copy of the chart whose
+    // lookup finds the installed Secret shows what an upgrade renders.
+    let template = root().join("helm/glusterfs-csi/templates/22-brick-agent-token.yaml");
+    let text = std::fs::read_to_string(&template).unwrap();
+    let lookup = r#"lookup "v1" "Secret" .Values.namespace $name"#;
+    assert_eq!(text.matches(lookup).count(), 1, "{text}");
+    let chart = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("helm/glusterfs-csi/."))
+        .arg(chart.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let installed = r#"(dict "data" (dict "token" "aW5zdGFsbGVkLXRva2Vu"))"#;
+    std::fs::write(
+        chart.path().join("templates/22-brick-agent-token.yaml"),
+        text.replace(lookup, installed),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new("python3")
+        .arg(root().join("tests/helm/chart.py"))
+        .args(["render", out.path().to_str().unwrap()])
+        .env("GLUSTERFS_CSI_CHART", chart.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let secret = std::fs::read_to_string(out.path().join("22-brick-agent-token.yaml")).unwrap();
+    assert!(
+        secret.contains(r#"token: "aW5zdGFsbGVkLXRva2Vu""#),
+        "the installed token is kept:\n{secret}"
+    );
 }
 
 /// Environment variables a mode of the binary reads, from its own help.
@@ -174,7 +267,8 @@ fn our_containers_get_only_flags_and_env_the_binary_accepts() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "controller and node in every render");
+    // The hyperconverged values add a node DaemonSet for non-servers.
+    assert_eq!(checked, 7, "controller and node(s) in every render");
 }
 
 #[test]
@@ -212,6 +306,10 @@ fn chart_refuses_inconsistent_values() {
         (
             "node:\n  mounter: cgroup\n  hostPID: false\n",
             "need node.hostPID",
+        ),
+        (
+            "brickAgent:\n  listenAddress: hostIP\nnode:\n  hostNetwork: false\n",
+            "hostIP needs node.hostNetwork",
         ),
     ] {
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -309,6 +407,40 @@ fn sockets_mounts_and_ports_line_up_in_every_render() {
     assert!(
         problems[0].as_str().unwrap().contains("needs hostPID"),
         "{problems}"
+    );
+    // ...a brick root the kubelet would create on the root file system, and
+    // a token the pods could start without.
+    let out = render(None);
+    let node = out.path().join("31-node.yaml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    assert!(text.contains("path: /data/glusterfs\n            type: Directory\n"));
+    let text = text.replace(
+        "path: /data/glusterfs\n            type: Directory\n",
+        "path: /data/glusterfs\n            type: DirectoryOrCreate\n",
+    );
+    std::fs::write(
+        &node,
+        text.replace(
+            "key: token\n",
+            "key: token\n                  optional: true\n",
+        ),
+    )
+    .unwrap();
+    let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
+    let problems: Vec<&str> = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("not a required Secret key"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("would be created if missing"),
+        "{problems:?}"
     );
 }
 

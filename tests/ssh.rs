@@ -214,6 +214,8 @@ impl ControllerProcess {
             .arg("controller")
             .arg(format!("--endpoint=unix://{}", socket.display()))
             .args(["--glusterd-access", "ssh", "--brick-cleanup", "ssh"])
+            // The dev cluster's brick root is on the machine's root file system.
+            .arg("--allow-root-filesystem-bricks")
             .arg(format!("--ssh-servers={servers}"))
             .arg(format!("--ssh-port={}", ssh.port))
             .arg(format!("--ssh-identity={}", ssh.file("identity").display()))
@@ -490,7 +492,7 @@ async fn hostile_sessions_are_refused_and_change_nothing() {
         (
             "sh -c id",
             String::new(),
-            "only `ssh-command gluster|remove-brick`",
+            "only `ssh-command gluster|remove-brick|check-brick-root`",
         ),
         (
             "glusterfs-csi ssh-command sh",
@@ -561,6 +563,27 @@ async fn hostile_sessions_are_refused_and_change_nothing() {
     assert_eq!(Path::new("/root/x").exists(), root_x);
     // glusterd ran nothing that changes state (it logs every such command).
     assert_eq!(driver.command_history(), history);
+
+    // Brick roots: only those configured on the server are described.
+    let check = "glusterfs-csi ssh-command check-brick-root";
+    for (path, answer) in [
+        (
+            "/root",
+            format!(r#"{{"refused":{{"code":{},"#, Code::PermissionDenied as i32),
+        ),
+        (
+            root_str.as_str(),
+            r#"{"checked":{"exists":true,"is_directory":true,"own_file_system":false"#.to_string(),
+        ),
+    ] {
+        let request = format!(r#"{{"path":"{path}"}}"#);
+        let output = ssh.session(first, check, request.as_bytes());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.starts_with(&answer),
+            "{request}: {stdout} {output:?}"
+        );
+    }
 
     // The same key still does what the controller needs.
     let output = ssh.session(first, gluster, b"pool list\n");

@@ -13,6 +13,14 @@
 //! Removing is one rename into the brick root's `.glusterfs-csi-trash`; a
 //! `purge-brick-trash` child process deletes the tree, so no tree can hurt
 //! the node plugin.
+//!
+//! In a container, "nothing to remove" is only answered for a brick root
+//! mounted into it from the host: a directory of the image proves nothing
+//! about the host's bricks.
+//!
+//! It also tells the controller what a brick root is on this server
+//! (`CheckBrickRoot`, read-only), so no brick lands on the root file system
+//! unnoticed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,12 +29,14 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::remove::{self, BrickDir, TrashError};
-use super::trash;
+use super::{root, trash};
 use crate::gluster::{Glusterd, VolumeStatus};
 use crate::names::VolumeName;
 use crate::ownership::Ownership;
 use crate::proto::brick_agent::brick_agent_server::BrickAgent;
-use crate::proto::brick_agent::{RemoveBrickRequest, RemoveBrickResponse};
+use crate::proto::brick_agent::{
+    CheckBrickRootRequest, CheckBrickRootResponse, RemoveBrickRequest, RemoveBrickResponse,
+};
 
 /// gRPC metadata key carrying the shared token.
 pub const TOKEN_HEADER: &str = "x-glusterfs-csi-token";
@@ -34,20 +44,68 @@ pub const TOKEN_HEADER: &str = "x-glusterfs-csi-token";
 /// before answering DEADLINE_EXCEEDED; the work goes on and a retry sees it.
 pub const REMOVE_BRICK_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Where brick removal runs, which decides what a missing brick proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrickRootsSeen {
+    /// In the node plugin's container: brick roots come from the host as
+    /// mounts, and one that is not a mount point is the image's directory.
+    ThroughMounts,
+    /// On the server itself (`dev`, `ssh-command`): what is there is there.
+    Directly,
+}
+
 pub struct BrickAgentService {
     glusterd: Arc<dyn Glusterd>,
-    token: Option<String>,
+    token: AgentToken,
+    roots: BrickRootsSeen,
+}
+
+/// The shared secret between the controller and the agents: printable
+/// ASCII (it travels as gRPC metadata), not empty.
+#[derive(Clone)]
+pub struct AgentToken(String);
+
+impl AgentToken {
+    /// `None` or an unusable value is an error naming where it comes from.
+    pub fn require(token: Option<&str>, needed_by: &str) -> Result<AgentToken, String> {
+        let token = token.map(str::trim).unwrap_or_default();
+        if token.is_empty() {
+            return Err(format!(
+                "{needed_by} needs the brick agent token: set GLUSTERFS_CSI_BRICK_AGENT_TOKEN \
+                 (or --brick-agent-token) to the same secret on the controller and every node \
+                 plugin (the Helm chart keeps it in the Secret brickAgent.tokenSecretName)"
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{needed_by}: the brick agent token must be printable ASCII without spaces"
+            ));
+        }
+        Ok(AgentToken(token.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AgentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentToken(..)")
+    }
 }
 
 impl BrickAgentService {
-    pub fn new(glusterd: Arc<dyn Glusterd>, token: Option<String>) -> Self {
-        BrickAgentService { glusterd, token }
+    pub fn new(glusterd: Arc<dyn Glusterd>, token: AgentToken, roots: BrickRootsSeen) -> Self {
+        BrickAgentService {
+            glusterd,
+            token,
+            roots,
+        }
     }
 
     fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(expected) = &self.token else {
-            return Ok(());
-        };
+        let expected = self.token.as_str();
         let given = request
             .metadata()
             .get(TOKEN_HEADER)
@@ -66,12 +124,22 @@ impl BrickAgentService {
 /// Removes a brick directory if, and only if, glusterd says it may go (see
 /// the module comment), by moving it into its brick root's trash. Returns
 /// false when nothing was there. The caller then starts the purge of
-/// [`trash::to_purge`]. Shared by the gRPC agent and `glusterfs-csi
-/// ssh-command remove-brick`.
+/// [`trash::to_purge`]. For `glusterfs-csi ssh-command remove-brick`, which
+/// runs on the server itself.
 pub async fn remove_brick(
     glusterd: &dyn Glusterd,
     volume: &str,
     path: &str,
+) -> Result<bool, Status> {
+    remove_brick_seen(glusterd, volume, path, BrickRootsSeen::Directly).await
+}
+
+/// [`remove_brick`] where brick roots are seen as `roots` says.
+pub async fn remove_brick_seen(
+    glusterd: &dyn Glusterd,
+    volume: &str,
+    path: &str,
+    roots: BrickRootsSeen,
 ) -> Result<bool, Status> {
     let volume = VolumeName::parse(volume).ok_or_else(|| {
         Status::invalid_argument(format!(
@@ -86,6 +154,9 @@ pub async fn remove_brick(
              (chart values storageClasses[].parameters.brickRoot or node.extraBrickRoots)",
             root.display()
         )));
+    }
+    if roots == BrickRootsSeen::ThroughMounts {
+        check_mounted_from_host(root, &path)?;
     }
     authorize(glusterd, &volume, &path).await?;
     let target = path.clone();
@@ -109,6 +180,33 @@ pub async fn remove_brick(
         }
     }
     Ok(moved.is_some())
+}
+
+/// Before a missing brick can be answered "already gone": its root must be
+/// a mount point here (hostPath volumes are bind mounts), not a directory
+/// that only exists in the container's image.
+fn check_mounted_from_host(root: &Path, brick: &Path) -> Result<(), Status> {
+    match std::fs::symlink_metadata(brick) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return Ok(()),
+    }
+    let mounted = root::is_mount_point(root).map_err(|e| {
+        Status::internal(format!(
+            "reading the mount table for {}: {e}",
+            root.display()
+        ))
+    })?;
+    if mounted {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "brick root {} is not mounted into the node plugin (it is a directory of the \
+         container's own file system), so {} missing here says nothing about the server; mount \
+         the brick root into the node plugin (chart values storageClasses[].parameters.brickRoot \
+         or node.extraBrickRoots)",
+        root.display(),
+        brick.display()
+    )))
 }
 
 /// Decides whether the brick may go, from glusterd's own answers.
@@ -189,9 +287,11 @@ impl BrickAgent for BrickAgentService {
         self.check_token(&request)?;
         let request = request.into_inner();
         let glusterd = Arc::clone(&self.glusterd);
+        let roots = self.roots;
         // Own task: a caller going away, or our deadline, never stops a removal half-way.
         let removal = tokio::spawn(async move {
-            let removed = remove_brick(glusterd.as_ref(), &request.volume, &request.path).await?;
+            let removed =
+                remove_brick_seen(glusterd.as_ref(), &request.volume, &request.path, roots).await?;
             if let Some(trash) = trash::to_purge(Path::new(&request.path), removed) {
                 trash::purge_in_child(trash);
             }
@@ -208,6 +308,31 @@ impl BrickAgent for BrickAgentService {
             })?
             .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(RemoveBrickResponse { removed }))
+    }
+
+    async fn check_brick_root(
+        &self,
+        request: Request<CheckBrickRootRequest>,
+    ) -> Result<Response<CheckBrickRootResponse>, Status> {
+        self.check_token(&request)?;
+        let path = request.into_inner().path;
+        crate::controller::params::validate_brick_root(&path)
+            .map_err(|why| Status::invalid_argument(format!("path: {why}")))?;
+        let target = PathBuf::from(&path);
+        let report = tokio::task::spawn_blocking(move || root::inspect(&target))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("inspecting brick root {path}: {e}")))?;
+        Ok(Response::new(CheckBrickRootResponse {
+            exists: report.exists,
+            is_directory: report.is_directory,
+            own_file_system: report.own_file_system,
+            file_system_mount_point: report.file_system_mount_point.unwrap_or_default(),
+            file_system_type: report.file_system_type,
+            file_system_source: report.file_system_source,
+            total_bytes: report.total_bytes,
+            available_bytes: report.available_bytes,
+        }))
     }
 }
 
@@ -260,6 +385,69 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Run as root (tests mount a tmpfs).
+    #[tokio::test]
+    async fn a_missing_brick_is_gone_only_under_a_root_mounted_from_the_host() {
+        let glusterd = crate::fakes::FakeGlusterd::three_servers();
+        let scratch = crate::bricks::testing::scratch();
+        let root = scratch.path().join("glusterfs");
+        std::fs::create_dir(&root).unwrap();
+        let brick = root.join("csi-pvc-1");
+        let brick = brick.to_str().unwrap();
+        let err = remove_brick_seen(
+            glusterd.as_ref(),
+            "csi-pvc-1",
+            brick,
+            BrickRootsSeen::ThroughMounts,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(
+            err.message().contains(&format!(
+                "brick root {} is not mounted into the node plugin",
+                root.display()
+            )),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().contains("node.extraBrickRoots"));
+        // On the server itself the same answer is plain "already gone".
+        let removed = remove_brick(glusterd.as_ref(), "csi-pvc-1", brick)
+            .await
+            .unwrap();
+        assert!(!removed);
+        // Mounted (as a hostPath volume is): "already gone" again.
+        let _mounted = crate::bricks::testing::TestMount::tmpfs(&root);
+        let removed = remove_brick_seen(
+            glusterd.as_ref(),
+            "csi-pvc-1",
+            brick,
+            BrickRootsSeen::ThroughMounts,
+        )
+        .await
+        .unwrap();
+        assert!(!removed);
+    }
+
+    #[test]
+    fn a_token_is_required_and_must_travel_as_metadata() {
+        for missing in [None, Some(""), Some("  \n")] {
+            let err = AgentToken::require(missing, "--brick-agent-listen").unwrap_err();
+            assert!(
+                err.starts_with("--brick-agent-listen needs the brick agent token")
+                    && err.contains("GLUSTERFS_CSI_BRICK_AGENT_TOKEN")
+                    && err.contains("--brick-agent-token"),
+                "{err}"
+            );
+        }
+        assert!(AgentToken::require(Some("a b"), "x").is_err());
+        assert!(AgentToken::require(Some("tøken"), "x").is_err());
+        let token = AgentToken::require(Some(" s3cret\n"), "x").unwrap();
+        assert_eq!(token.as_str(), "s3cret");
+        assert_eq!(format!("{token:?}"), "AgentToken(..)");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! [`BrickRemover`] that asks the brick agent on each server.
+//! [`BrickServers`] that asks the brick agent on each server.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,25 +8,29 @@ use async_trait::async_trait;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use super::agent::{REMOVE_BRICK_DEADLINE, TOKEN_HEADER};
-use crate::controller::{BrickError, BrickRemover};
+use super::agent::{AgentToken, REMOVE_BRICK_DEADLINE, TOKEN_HEADER};
+use crate::controller::{BrickError, BrickRootReport, BrickServers, RootCheck};
 use crate::names::VolumeName;
-use crate::proto::brick_agent::RemoveBrickRequest;
 use crate::proto::brick_agent::brick_agent_client::BrickAgentClient;
+use crate::proto::brick_agent::{CheckBrickRootRequest, RemoveBrickRequest};
 
 /// Longer than the agent's own deadline, so its DEADLINE_EXCEEDED answer
 /// arrives instead of this side giving up first.
 const AGENT_TIMEOUT: Duration = REMOVE_BRICK_DEADLINE.saturating_add(Duration::from_secs(30));
 
-pub struct AgentBrickRemover {
+/// A brick root check reads a directory and the mount table: no reason to
+/// wait long for it.
+const CHECK_ROOT_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct AgentBrickServers {
     port: u16,
-    token: Option<String>,
+    token: AgentToken,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
-impl AgentBrickRemover {
-    pub fn new(port: u16, token: Option<String>) -> Self {
-        AgentBrickRemover {
+impl AgentBrickServers {
+    pub fn new(port: u16, token: AgentToken) -> Self {
+        AgentBrickServers {
             port,
             token,
             channels: Mutex::new(HashMap::new()),
@@ -46,10 +50,59 @@ impl AgentBrickRemover {
         channels.insert(host.to_string(), channel.clone());
         Ok(channel)
     }
+
+    /// A request carrying the token.
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(message);
+        let value = self
+            .token
+            .as_str()
+            .parse()
+            .map_err(|_| "brick agent token is not valid ASCII".to_string())?;
+        request.metadata_mut().insert(TOKEN_HEADER, value);
+        Ok(request)
+    }
+
+    /// An agent's refusal or silence, worded for the operator.
+    fn explain(&self, host: &str, timeout: Duration, status: &tonic::Status) -> (Code, String) {
+        let code = status.code();
+        let message = match code {
+            // tonic's own timeout comes back as CANCELLED.
+            Code::Cancelled => format!(
+                "the brick agent on {host}:{} gave no answer within {} s ({})",
+                self.port,
+                timeout.as_secs(),
+                status.message()
+            ),
+            Code::DeadlineExceeded => format!(
+                "the brick agent on {host} did not finish in time: {}",
+                status.message()
+            ),
+            Code::Unavailable | Code::Unknown => format!(
+                "the brick agent on {host}:{} did not answer ({}); is the node plugin running \
+                 there?",
+                self.port,
+                status.message()
+            ),
+            Code::Unimplemented => format!(
+                "the brick agent on {host} does not know this request; upgrade the node plugin \
+                 there ({})",
+                status.message()
+            ),
+            _ => format!("the brick agent on {host} refused: {}", status.message()),
+        };
+        let code = match code {
+            Code::Unknown => Code::Unavailable,
+            Code::Cancelled => Code::DeadlineExceeded,
+            Code::Unimplemented => Code::FailedPrecondition,
+            code => code,
+        };
+        (code, message)
+    }
 }
 
 #[async_trait]
-impl BrickRemover for AgentBrickRemover {
+impl BrickServers for AgentBrickServers {
     async fn remove(
         &self,
         host: &str,
@@ -60,48 +113,52 @@ impl BrickRemover for AgentBrickRemover {
         let channel = self
             .channel(host)
             .map_err(|e| error(Code::InvalidArgument, e))?;
-        let mut request = tonic::Request::new(RemoveBrickRequest {
-            volume: volume.to_string(),
-            path: path.to_string(),
-        });
-        if let Some(token) = &self.token {
-            let value = token.parse().map_err(|_| {
-                error(
-                    Code::Internal,
-                    "brick agent token is not valid ASCII".into(),
-                )
-            })?;
-            request.metadata_mut().insert(TOKEN_HEADER, value);
-        }
+        let request = self
+            .request(RemoveBrickRequest {
+                volume: volume.to_string(),
+                path: path.to_string(),
+            })
+            .map_err(|e| error(Code::Internal, e))?;
         match BrickAgentClient::new(channel).remove_brick(request).await {
             Ok(response) => Ok(response.into_inner().removed),
             Err(status) => {
-                let code = status.code();
-                let message = match code {
-                    // tonic's own timeout comes back as CANCELLED.
-                    Code::Cancelled => format!(
-                        "the brick agent on {host}:{} gave no answer within {} s ({})",
-                        self.port,
-                        AGENT_TIMEOUT.as_secs(),
-                        status.message()
-                    ),
-                    Code::DeadlineExceeded => format!(
-                        "the brick agent on {host} did not finish in time: {}",
-                        status.message()
-                    ),
-                    Code::Unavailable | Code::Unknown => format!(
-                        "the brick agent on {host}:{} did not answer ({}); is the node plugin \
-                         running there?",
-                        self.port,
-                        status.message()
-                    ),
-                    _ => format!("the brick agent on {host} refused: {}", status.message()),
-                };
-                let code = match code {
-                    Code::Unknown => Code::Unavailable,
-                    Code::Cancelled => Code::DeadlineExceeded,
-                    code => code,
-                };
+                let (code, message) = self.explain(host, AGENT_TIMEOUT, &status);
+                Err(error(code, message))
+            }
+        }
+    }
+
+    async fn check_root(&self, host: &str, root: &str) -> Result<RootCheck, BrickError> {
+        let error = BrickError::checking(host, root);
+        let channel = self
+            .channel(host)
+            .map_err(|e| error(Code::InvalidArgument, e))?;
+        let mut request = self
+            .request(CheckBrickRootRequest {
+                path: root.to_string(),
+            })
+            .map_err(|e| error(Code::Internal, e))?;
+        request.set_timeout(CHECK_ROOT_TIMEOUT);
+        match BrickAgentClient::new(channel)
+            .check_brick_root(request)
+            .await
+        {
+            Ok(response) => {
+                let answer = response.into_inner();
+                Ok(RootCheck::Checked(BrickRootReport {
+                    exists: answer.exists,
+                    is_directory: answer.is_directory,
+                    own_file_system: answer.own_file_system,
+                    file_system_mount_point: Some(answer.file_system_mount_point)
+                        .filter(|p| !p.is_empty()),
+                    file_system_type: answer.file_system_type,
+                    file_system_source: answer.file_system_source,
+                    total_bytes: answer.total_bytes,
+                    available_bytes: answer.available_bytes,
+                }))
+            }
+            Err(status) => {
+                let (code, message) = self.explain(host, CHECK_ROOT_TIMEOUT, &status);
                 Err(error(code, message))
             }
         }

@@ -7,6 +7,11 @@ use super::params::ParamError;
 use super::placement::PlacementError;
 use crate::gluster::GlusterError;
 
+/// How to opt in to bricks that share the root file system.
+pub const ALLOW_ROOT_FILESYSTEM_HINT: &str = "allow bricks on the root file system with the \
+     StorageClass parameter allowRootFilesystemBricks: \"true\" (or the controller flag \
+     --allow-root-filesystem-bricks)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error(transparent)]
@@ -30,6 +35,25 @@ pub enum ControllerError {
     #[error("{action}: {source}")]
     Gluster {
         action: String,
+        #[source]
+        source: GlusterError,
+    },
+
+    /// A brick root that is missing or, unless allowed, not a file system of
+    /// its own, on the servers named in the message.
+    #[error("{0}")]
+    BrickRoot(String),
+
+    #[error("could not check the brick root on {count} server{plural}: {first}")]
+    BrickRootUnchecked {
+        count: usize,
+        plural: &'static str,
+        first: Box<BrickError>,
+    },
+
+    #[error("creating gluster volume {volume}: {source}; mount the brick disk at the brick root there, or {hint}", hint = ALLOW_ROOT_FILESYSTEM_HINT)]
+    RootFilesystem {
+        volume: String,
         #[source]
         source: GlusterError,
     },
@@ -61,6 +85,9 @@ impl ControllerError {
             ControllerError::NotOurs(_) => Code::FailedPrecondition,
             ControllerError::PeersDown(_) => Code::Unavailable,
             ControllerError::CreateRace(_) => Code::Aborted,
+            ControllerError::BrickRoot(_) => Code::FailedPrecondition,
+            ControllerError::BrickRootUnchecked { first, .. } => first.code,
+            ControllerError::RootFilesystem { source, .. } => source.code(),
             ControllerError::Gluster { source, .. } => source.code(),
             ControllerError::Bricks { first, .. } => first.code,
             // The retry must finish the cleanup first: keep the CO retrying.

@@ -19,7 +19,7 @@ use crate::ownership::{
     INTERRUPTED_CREATE, OPT_CSI_DELETING, OPT_CSI_NAME, OPT_CSI_SIZE, Ownership,
 };
 use crate::volume_context::VolumeContext;
-pub use bricks::{BrickError, BrickRemover};
+pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootCheck};
 pub use error::ControllerError;
 pub use params::StorageClassParams;
 
@@ -35,6 +35,9 @@ pub struct ProvisionerConfig {
     pub brick_dir_per_server: bool,
     /// FUSE options every node adds when mounting (volume_context).
     pub mount_options: Vec<String>,
+    /// Brick roots may be plain directories (of the root file system, say)
+    /// for StorageClasses that do not say (`allowRootFilesystemBricks`).
+    pub allow_root_filesystem_bricks: bool,
 }
 
 /// Requested capacity; 0 means "not given" for either bound.
@@ -84,14 +87,14 @@ pub struct VolumePage {
 
 pub struct Provisioner {
     glusterd: Arc<dyn Glusterd>,
-    bricks: Arc<dyn BrickRemover>,
+    bricks: Arc<dyn BrickServers>,
     config: ProvisionerConfig,
 }
 
 impl Provisioner {
     pub fn new(
         glusterd: Arc<dyn Glusterd>,
-        bricks: Arc<dyn BrickRemover>,
+        bricks: Arc<dyn BrickServers>,
         config: ProvisionerConfig,
     ) -> Self {
         Provisioner {
@@ -268,6 +271,11 @@ impl Provisioner {
         let params = &request.params;
         let servers = placement::place(name, &peers, params.replica, params.servers.as_deref())?;
         let root = self.brick_root(request);
+        let allow_root_filesystem = params
+            .allow_root_filesystem_bricks
+            .unwrap_or(self.config.allow_root_filesystem_bricks);
+        self.check_brick_roots(&servers, root, allow_root_filesystem)
+            .await?;
         let bricks: Vec<BrickAddress> = servers
             .iter()
             .map(|server| BrickAddress {
@@ -280,25 +288,9 @@ impl Provisioner {
             replica: params.replica,
             arbiter: params.arbiter,
             bricks,
+            force: allow_root_filesystem,
         };
-        match self.glusterd.create_volume(&new).await {
-            Ok(()) => {}
-            Err(GlusterError::VolumeExists(_)) => {
-                return Err(ControllerError::CreateRace(name.to_string()));
-            }
-            Err(source) => {
-                // glusterd leaves brick directories behind on the servers
-                // that accepted theirs before one refused; a command the
-                // server's allowlist refused never reached glusterd.
-                if !matches!(source, GlusterError::Refused { .. }) {
-                    self.remove_half_made(name, &new.bricks).await;
-                }
-                return Err(ControllerError::Gluster {
-                    action: format!("creating gluster volume {name}"),
-                    source,
-                });
-            }
-        }
+        self.create_in_glusterd(name, &new).await?;
         let size = request.capacity.size();
         let finished = async {
             self.mark(name, request, size).await?;
@@ -315,6 +307,101 @@ impl Provisioner {
             context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
                 .expect("placement returns at least one server"),
         })
+    }
+
+    /// Asks every server that gets a brick what the brick root is there, in
+    /// parallel; refuses (before anything is made) if it is missing or, unless
+    /// allowed, not a file system of its own.
+    async fn check_brick_roots(
+        &self,
+        servers: &[String],
+        root: &str,
+        allow_root_filesystem: bool,
+    ) -> Result<(), ControllerError> {
+        let checks = servers.iter().map(|s| self.bricks.check_root(s, root));
+        let answers = join_all(checks).await;
+        let mut problems = Vec::new();
+        let mut failures = Vec::new();
+        for (server, answer) in servers.iter().zip(answers) {
+            let report = match answer {
+                Ok(RootCheck::Checked(report)) => report,
+                Ok(RootCheck::NotChecked) => continue,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            tracing::debug!(
+                server = %server,
+                root,
+                own_file_system = report.own_file_system,
+                total_bytes = report.total_bytes,
+                available_bytes = report.available_bytes,
+                "brick root checked"
+            );
+            if let Some(problem) = BrickRootProblem::of(&report, allow_root_filesystem) {
+                problems.push((server.clone(), problem, report));
+            }
+        }
+        let count = failures.len();
+        if let Some(first) = failures.into_iter().next() {
+            return Err(ControllerError::BrickRootUnchecked {
+                count,
+                plural: if count == 1 { "" } else { "s" },
+                first: Box::new(first),
+            });
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ControllerError::BrickRoot(describe_root_problems(
+            root, &problems,
+        )))
+    }
+
+    /// `volume create`. A retry after a failed create can meet brick
+    /// directories glusterd marked then; they are removed and the create runs
+    /// once more (without `force`, glusterd refuses to reuse them).
+    async fn create_in_glusterd(
+        &self,
+        name: &VolumeName,
+        new: &NewVolume,
+    ) -> Result<(), ControllerError> {
+        let mut reused = false;
+        loop {
+            let source = match self.glusterd.create_volume(new).await {
+                Ok(()) => return Ok(()),
+                Err(GlusterError::VolumeExists(_)) => {
+                    return Err(ControllerError::CreateRace(name.to_string()));
+                }
+                // A command the server's allowlist refused never reached glusterd.
+                Err(source @ GlusterError::Refused { .. }) => {
+                    return Err(ControllerError::Gluster {
+                        action: format!("creating gluster volume {name}"),
+                        source,
+                    });
+                }
+                Err(source) => source,
+            };
+            // glusterd leaves brick directories behind on the servers that
+            // accepted theirs before one refused.
+            self.remove_half_made(name, &new.bricks).await;
+            match source {
+                GlusterError::BrickInUse { .. } if !reused => reused = true,
+                GlusterError::RootPartition { .. } => {
+                    return Err(ControllerError::RootFilesystem {
+                        volume: name.to_string(),
+                        source,
+                    });
+                }
+                source => {
+                    return Err(ControllerError::Gluster {
+                        action: format!("creating gluster volume {name}"),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// Completes an existing volume of ours: marks, options, started.
@@ -593,6 +680,65 @@ impl Provisioner {
             if down.len() == 1 { "it is" } else { "they are" },
         )))
     }
+}
+
+/// What is wrong with a brick root on one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BrickRootProblem {
+    Missing,
+    NotADirectory,
+    NotOwnFileSystem,
+}
+
+impl BrickRootProblem {
+    fn of(report: &BrickRootReport, allow_root_filesystem: bool) -> Option<BrickRootProblem> {
+        if !report.exists {
+            Some(BrickRootProblem::Missing)
+        } else if !report.is_directory {
+            Some(BrickRootProblem::NotADirectory)
+        } else if !report.own_file_system && !allow_root_filesystem {
+            Some(BrickRootProblem::NotOwnFileSystem)
+        } else {
+            None
+        }
+    }
+}
+
+/// One sentence per server, then what to do about each kind of problem.
+fn describe_root_problems(
+    root: &str,
+    problems: &[(String, BrickRootProblem, BrickRootReport)],
+) -> String {
+    let mut text: Vec<String> = problems
+        .iter()
+        .map(|(server, problem, report)| match problem {
+            BrickRootProblem::Missing => {
+                format!("brick root {root} does not exist on {server}")
+            }
+            BrickRootProblem::NotADirectory => {
+                format!("brick root {root} on {server} is not a directory")
+            }
+            BrickRootProblem::NotOwnFileSystem => format!(
+                "brick root {root} on {server} is not a mount point of its own (it is {})",
+                report.whereabouts()
+            ),
+        })
+        .collect();
+    let has = |kind| problems.iter().any(|(_, p, _)| *p == kind);
+    if has(BrickRootProblem::Missing) || has(BrickRootProblem::NotADirectory) {
+        text.push(format!(
+            "create it there, or mount the brick disk at {root}; in Kubernetes the node plugin \
+             must see it too (chart values storageClasses[].parameters.brickRoot or \
+             node.extraBrickRoots)"
+        ));
+    }
+    if has(BrickRootProblem::NotOwnFileSystem) {
+        text.push(format!(
+            "mount the brick disk at {root}, or {}",
+            error::ALLOW_ROOT_FILESYSTEM_HINT
+        ));
+    }
+    text.join("; ")
 }
 
 fn unix_now() -> u64 {

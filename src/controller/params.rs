@@ -10,9 +10,17 @@ pub const ARBITER: &str = "arbiter";
 pub const BRICK_ROOT: &str = "brickRoot";
 pub const SERVERS: &str = "servers";
 pub const VOLUME_OPTIONS: &str = "volumeOptions";
+pub const ALLOW_ROOT_FILESYSTEM_BRICKS: &str = "allowRootFilesystemBricks";
 /// Keys the external-provisioner adds or interprets itself.
 const CO_PREFIX: &str = "csi.storage.k8s.io/";
-const KNOWN: [&str; 5] = [REPLICA, ARBITER, BRICK_ROOT, SERVERS, VOLUME_OPTIONS];
+const KNOWN: [&str; 6] = [
+    REPLICA,
+    ARBITER,
+    BRICK_ROOT,
+    SERVERS,
+    VOLUME_OPTIONS,
+    ALLOW_ROOT_FILESYSTEM_BRICKS,
+];
 
 pub const DEFAULT_REPLICA: u32 = 3;
 pub const MAX_REPLICA: u32 = 16;
@@ -29,6 +37,10 @@ pub struct StorageClassParams {
     pub servers: Option<Vec<String>>,
     /// Applied with `volume set` after create, in order.
     pub volume_options: Vec<(String, String)>,
+    /// Whether brick roots may be plain directories (of the root file
+    /// system, say) instead of file systems of their own; `None` means the
+    /// controller's `--allow-root-filesystem-bricks`.
+    pub allow_root_filesystem_bricks: Option<bool>,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -60,11 +72,11 @@ impl StorageClassParams {
         }
         let get = |key: &str| params.get(key).map(|v| v.trim());
 
-        let arbiter = match get(ARBITER) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => return Err(err(ARBITER, format!("{other:?} is not true or false"))),
-        };
+        let arbiter = parse_bool(ARBITER, get(ARBITER))?.unwrap_or(false);
+        let allow_root_filesystem_bricks = parse_bool(
+            ALLOW_ROOT_FILESYSTEM_BRICKS,
+            get(ALLOW_ROOT_FILESYSTEM_BRICKS),
+        )?;
         let replica = match get(REPLICA) {
             None => DEFAULT_REPLICA,
             Some(text) => match text.parse::<u32>() {
@@ -98,6 +110,7 @@ impl StorageClassParams {
             brick_root,
             servers,
             volume_options,
+            allow_root_filesystem_bricks,
         })
     }
 
@@ -114,6 +127,15 @@ impl StorageClassParams {
             }
         }
         Ok(())
+    }
+}
+
+fn parse_bool(key: &str, value: Option<&str>) -> Result<Option<bool>, ParamError> {
+    match value {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(err(key, format!("{other:?} is not true or false"))),
     }
 }
 
@@ -244,6 +266,26 @@ mod tests {
         assert_eq!(p.brick_root, None);
         assert_eq!(p.servers, None);
         assert!(p.volume_options.is_empty());
+        assert_eq!(p.allow_root_filesystem_bricks, None);
+    }
+
+    #[test]
+    fn root_filesystem_bricks_are_allowed_denied_or_left_to_the_controller() {
+        let allowed = parse(&[("allowRootFilesystemBricks", "true")]).unwrap();
+        assert_eq!(allowed.allow_root_filesystem_bricks, Some(true));
+        let denied = parse(&[("allowRootFilesystemBricks", " false ")]).unwrap();
+        assert_eq!(denied.allow_root_filesystem_bricks, Some(false));
+        for bad in ["yes", "True", "1", ""] {
+            let e = parse(&[("allowRootFilesystemBricks", bad)]).unwrap_err();
+            assert_eq!(e.key, "allowRootFilesystemBricks", "{bad:?}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "parameters.allowRootFilesystemBricks: {:?} is not true or false",
+                    bad.trim()
+                )
+            );
+        }
     }
 
     #[test]
@@ -281,6 +323,16 @@ mod tests {
             ("replica", "three", "replica"),
             ("replica", "-1", "replica"),
             ("arbiter", "yes", "arbiter"),
+            (
+                "allowRootFilesystemBricks",
+                "on",
+                "allowRootFilesystemBricks",
+            ),
+            (
+                "AllowRootFilesystemBricks",
+                "true",
+                "AllowRootFilesystemBricks",
+            ),
             ("brickRoot", "data", "brickRoot"),
             ("brickRoot", "/", "brickRoot"),
             ("brickRoot", "/data/../etc", "brickRoot"),

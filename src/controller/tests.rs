@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tonic::Code;
 
 use super::*;
-use crate::fakes::{self, volume_info};
+use crate::fakes::{self, brick_root_report, volume_info};
 use crate::gluster::GlusterError;
 
 fn request(name: &str, params: &[(&str, &str)]) -> CreateRequest {
@@ -332,4 +332,166 @@ async fn list_pages_only_our_live_volumes() {
             "csi-pvc-5"
         ]
     );
+}
+
+#[tokio::test]
+async fn every_placed_server_is_asked_about_its_brick_root_first() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    let mut checked = bricks.checked();
+    checked.sort();
+    assert_eq!(checked, ["a:/bricks", "b:/bricks", "c:/bricks"]);
+    assert_eq!(
+        glusterd.writes()[0],
+        "volume create csi-pvc-1",
+        "brick roots of their own need no force"
+    );
+}
+
+#[tokio::test]
+async fn a_brick_root_on_the_root_file_system_is_refused_before_anything_is_made() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    bricks.set_root("b", brick_root_report(false));
+    for _ in 0..2 {
+        let err = provisioner
+            .create(&request("pvc-1", &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "brick root /bricks on b is not a mount point of its own (it is on the root file \
+             system (ext4 /dev/vda)); mount the brick disk at /bricks, or allow bricks on the \
+             root file system with the StorageClass parameter allowRootFilesystemBricks: \
+             \"true\" (or the controller flag --allow-root-filesystem-bricks)"
+        );
+    }
+    assert!(glusterd.writes().is_empty());
+    assert!(bricks.removed().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_brick_root_is_refused_even_when_root_file_systems_are_allowed() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner_allowing_root_filesystem(true);
+    bricks.set_root("a", BrickRootReport::default());
+    bricks.set_root(
+        "c",
+        BrickRootReport {
+            is_directory: false,
+            ..brick_root_report(false)
+        },
+    );
+    let err = provisioner
+        .create(&request("pvc-1", &[("allowRootFilesystemBricks", "true")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("brick root /bricks does not exist on a; "),
+        "{text}"
+    );
+    assert!(
+        text.contains("brick root /bricks on c is not a directory; "),
+        "{text}"
+    );
+    assert!(
+        text.contains("; create it there, or mount the brick disk at /bricks"),
+        "{text}"
+    );
+    assert!(text.contains("node.extraBrickRoots"), "{text}");
+    assert!(glusterd.writes().is_empty());
+}
+
+#[tokio::test]
+async fn allowed_root_file_system_bricks_are_created_with_force() {
+    // By the StorageClass...
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    for host in ["a", "b", "c"] {
+        bricks.set_root(host, brick_root_report(false));
+    }
+    provisioner
+        .create(&request("pvc-1", &[("allowRootFilesystemBricks", "true")]))
+        .await
+        .unwrap();
+    assert_eq!(glusterd.writes()[0], "volume create csi-pvc-1 force");
+    // ...or by the controller, unless the StorageClass says no.
+    let (provisioner, glusterd, bricks) = fakes::provisioner_allowing_root_filesystem(true);
+    for host in ["a", "b", "c"] {
+        bricks.set_root(host, brick_root_report(false));
+    }
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(glusterd.writes()[0], "volume create csi-pvc-1 force");
+    let err = provisioner
+        .create(&request("pvc-2", &[("allowRootFilesystemBricks", "false")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(
+        !glusterd.writes().iter().any(|w| w.contains("csi-pvc-2")),
+        "{:?}",
+        glusterd.writes()
+    );
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_check_its_root_stops_the_create() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    bricks.fail_root_checks("c");
+    let err = provisioner
+        .create(&request("pvc-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "retried: {err}");
+    assert_eq!(
+        err.to_string(),
+        "could not check the brick root on 1 server: checking brick root c:/bricks: the brick \
+         agent on c did not answer"
+    );
+    assert!(glusterd.writes().is_empty());
+}
+
+#[tokio::test]
+async fn brick_directories_left_by_an_earlier_create_are_removed_and_the_create_retried() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    glusterd.refuse_next_create(GlusterError::BrickInUse {
+        message: "/bricks/csi-pvc-1 is already part of a volume".into(),
+    });
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(
+        bricks.removed().len(),
+        3,
+        "the leftovers were removed first"
+    );
+    let creates: Vec<String> = glusterd
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("volume create"))
+        .collect();
+    assert_eq!(
+        creates,
+        ["volume create csi-pvc-1", "volume create csi-pvc-1"]
+    );
+}
+
+#[tokio::test]
+async fn glusterd_refusing_the_root_partition_explains_the_opt_in() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    glusterd.refuse_next_create(GlusterError::RootPartition {
+        message: "Staging failed on c. Error: The brick c:/bricks/csi-pvc-1 is being created in \
+                  the root partition."
+            .into(),
+    });
+    let err = provisioner
+        .create(&request("pvc-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("creating gluster volume csi-pvc-1: glusterd refuses bricks on the root")
+            && text.contains("allowRootFilesystemBricks"),
+        "{text}"
+    );
+    assert_eq!(bricks.removed().len(), 3, "half-made bricks removed");
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 
 use crate::AppResult;
+use crate::bricks::{AgentToken, BrickRootsSeen};
 use crate::cli::{Cli, DevArgs, GlusterdArgs, Mode};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
@@ -35,6 +36,7 @@ pub async fn run(args: DevArgs) -> AppResult<()> {
 async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     let description = cluster.description.clone();
     let token = description.brick_agent_token.clone();
+    let agent_token = AgentToken::require(Some(&token), "dev")?;
     let (agent_listeners, port) = bind_agents(&description.addresses()).await?;
     cluster.set_brick_agent_port(port)?;
 
@@ -63,6 +65,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
             port.to_string(),
             "--brick-agent-token".to_string(),
             token.clone(),
+            // Dev bricks live under the state directory, on whatever file system holds it.
+            "--allow-root-filesystem-bricks".to_string(),
         ]),
     )?
     else {
@@ -102,13 +106,15 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     let mut agents = tokio::task::JoinSet::new();
     for (listener, server) in agent_listeners.into_iter().zip(&description.servers) {
         let glusterd = glusterd_args(&server.glusterd_socket);
-        let token = Some(token.clone());
+        let token = agent_token.clone();
         let mut stopped = agents_stopped.clone();
         agents.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            wiring::serve_brick_agent(listener, &glusterd, token, shutdown).await
+            // The dev agents run on the "servers" themselves, not in containers.
+            let roots = BrickRootsSeen::Directly;
+            wiring::serve_brick_agent(listener, &glusterd, token, roots, shutdown).await
         });
     }
 

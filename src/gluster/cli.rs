@@ -221,9 +221,11 @@ impl Glusterd for GlusterCli {
             }
         }
         words.extend(bricks.iter().map(String::as_str));
-        // Bricks on the root file system, and retries over the half-made brick
-        // directories a failed create leaves behind, both need `force`.
-        words.push("force");
+        // Without it glusterd refuses bricks on the root file system and brick
+        // directories an earlier failed create left (the caller removes those).
+        if volume.force {
+            words.push("force");
+        }
         self.exec_ok(&words, Some(&volume.name)).await.map(drop)
     }
 

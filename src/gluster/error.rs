@@ -38,6 +38,12 @@ pub enum GlusterError {
     #[error("a server could not make the brick directory: {message}")]
     BrickDirectory { message: String },
 
+    #[error("glusterd refuses bricks on the root file system without force: {message}")]
+    RootPartition { message: String },
+
+    #[error("a brick directory is already marked as a brick: {message}")]
+    BrickInUse { message: String },
+
     #[error("glusterd rejected `{command}`: {message} (opErrno {errno})")]
     Rejected {
         command: String,
@@ -71,6 +77,8 @@ impl GlusterError {
             GlusterError::VolumeExists(_) => Code::AlreadyExists,
             GlusterError::PeerDown { .. } => Code::Unavailable,
             GlusterError::BrickDirectory { .. } => Code::FailedPrecondition,
+            GlusterError::RootPartition { .. } => Code::FailedPrecondition,
+            GlusterError::BrickInUse { .. } => Code::FailedPrecondition,
             GlusterError::Rejected { .. } => Code::Internal,
             GlusterError::BadOutput { .. } => Code::Internal,
             GlusterError::UnsafeArgument(_) => Code::InvalidArgument,
@@ -108,6 +116,12 @@ pub fn classify(command: &str, volume: Option<&str>, errno: i32, errstr: &str) -
     }
     if message.contains("Failed to create brick directory") {
         return GlusterError::BrickDirectory { message };
+    }
+    if message.contains("is being created in the root partition") {
+        return GlusterError::RootPartition { message };
+    }
+    if message.contains("is already part of a volume") {
+        return GlusterError::BrickInUse { message };
     }
     GlusterError::Rejected {
         command: command.to_string(),
@@ -223,6 +237,32 @@ mod tests {
         );
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert!(err.to_string().contains("127.77.1.3"));
+    }
+
+    #[test]
+    fn bricks_on_the_root_partition_are_failed_precondition() {
+        // Refused by the glusterd the CLI talks to, and by two other peers.
+        for (fixture, servers) in [
+            ("volume_create_root_partition.xml", &["127.77.1.1"][..]),
+            (
+                "volume_create_root_partition_staging.xml",
+                &["127.156.67.2", "127.156.67.3"][..],
+            ),
+        ] {
+            let err = classify_fixture(fixture, "volume create", "hm");
+            assert!(matches!(err, GlusterError::RootPartition { .. }), "{err:?}");
+            assert_eq!(err.code(), Code::FailedPrecondition);
+            for server in servers {
+                assert!(err.to_string().contains(server), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_brick_directory_left_by_a_failed_create_is_in_use() {
+        let err = classify_fixture("volume_create_brick_in_use.xml", "volume create", "hm");
+        assert!(matches!(err, GlusterError::BrickInUse { .. }), "{err:?}");
+        assert_eq!(err.code(), Code::FailedPrecondition);
     }
 
     #[test]

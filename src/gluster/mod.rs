@@ -96,6 +96,9 @@ pub struct NewVolume {
     pub replica: u32,
     pub arbiter: bool,
     pub bricks: Vec<BrickAddress>,
+    /// `volume create ... force`: accept bricks on the root file system (and
+    /// brick directories glusterd already marked as bricks).
+    pub force: bool,
 }
 
 /// What the driver asks of glusterd. Writes are idempotent where glusterd

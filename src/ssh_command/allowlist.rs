@@ -11,7 +11,7 @@
 //!    makes, `csi-…` or `csi_…`):
 //!    - reads: `pool list`, `system:: uuid get`, `volume info`,
 //!      `volume info V`, `volume set help-xml`;
-//!    - `volume create V [replica N [arbiter 1]] H:R/V ... force`: N from 2
+//!    - `volume create V [replica N [arbiter 1]] H:R/V ... [force]`: N from 2
 //!      to 16 (absent for one brick), `arbiter 1` only with replica 3, one
 //!      brick per replica on distinct hosts `H` (host names), every path
 //!      exactly `R/V` for a brick root `R` configured on this server
@@ -54,6 +54,17 @@ impl BrickRoots {
             validate_brick_root(root).map_err(|e| format!("--brick-root: {e}"))?;
         }
         Ok(BrickRoots(roots.to_vec()))
+    }
+
+    /// `path` is exactly one of the roots.
+    pub fn check_root(&self, path: &str) -> Result<(), String> {
+        if self.0.iter().any(|root| root == path) {
+            return Ok(());
+        }
+        Err(format!(
+            "{path:?} is not a brick root this server allows ({})",
+            self.0.join(", ")
+        ))
     }
 
     /// `path` is exactly `<root>/<volume>` for one of the roots. Both parts
@@ -231,12 +242,14 @@ fn driver_volume(word: &str) -> Result<VolumeName, String> {
     })
 }
 
-/// `volume create V [replica N [arbiter 1]] bricks... force`, as
-/// `GlusterCli::create_volume` writes it.
+/// `volume create V [replica N [arbiter 1]] bricks... [force]`, as
+/// `GlusterCli::create_volume` writes it (`force` only where bricks on the
+/// root file system are allowed; glusterd refuses them without it).
 fn create(volume: &str, rest: &[&str], roots: &BrickRoots) -> Result<(), String> {
     let volume = driver_volume(volume)?;
-    let Some((&"force", rest)) = rest.split_last() else {
-        return Err("`volume create` must end in `force`, as the controller sends it".into());
+    let rest = match rest.split_last() {
+        Some((&"force", rest)) => rest,
+        _ => rest,
     };
     let (replica, bricks) = match rest {
         ["replica", count, "arbiter", "1", bricks @ ..] => {
@@ -422,6 +435,7 @@ mod tests {
             ("volume info csi_sanity-vol_3703aaca8e5266ff\n", None),
             ("volume set help-xml\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1 force\n", None),
+            ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1\n", None),
             (
                 "volume create csi-pvc-1 replica 2 h1:/bricks/csi-pvc-1 \
                  10.0.0.2:/data/glusterfs/csi-pvc-1 force\n",
@@ -574,10 +588,6 @@ mod tests {
             (
                 b"volume create gv0 h:/bricks/gv0 force\n",
                 "not a volume name",
-            ),
-            (
-                b"volume create csi-pvc-1 h:/bricks/csi-pvc-1\n",
-                "end in `force`",
             ),
             (
                 b"volume create csi-pvc-1 force\n",

@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use crate::AppResult;
 use crate::bricks::agent::remove_brick;
-use crate::bricks::ssh::{RemoveBrickAnswer, RemoveBrickRequest};
+use crate::bricks::ssh::{
+    CheckRootAnswer, CheckRootRequest, RemoveBrickAnswer, RemoveBrickRequest,
+};
 use crate::bricks::trash;
 use crate::cli::SshCommandArgs;
 use crate::gluster::ssh::{REFUSED, SSH_COMMAND_PREFIX};
@@ -51,6 +53,7 @@ const GLUSTERD_DOWN: &str = "Connection failed. Please check if gluster daemon i
 enum Operation {
     Gluster,
     RemoveBrick,
+    CheckBrickRoot,
 }
 
 /// The operation asked for: the argument, else the last word of the ssh
@@ -64,16 +67,28 @@ fn operation(argument: Option<&str>, original: Option<&str>) -> Result<Operation
             match words.as_slice() {
                 [.., "ssh-command", operation] => *operation,
                 _ => {
-                    return Err(refuse(original, "only `ssh-command gluster|remove-brick`"));
+                    return Err(refuse(
+                        original,
+                        "only `ssh-command gluster|remove-brick|check-brick-root`",
+                    ));
                 }
             }
         }
-        (None, None) => return Err(refuse("", "no operation: gluster or remove-brick")),
+        (None, None) => {
+            return Err(refuse(
+                "",
+                "no operation: gluster, remove-brick or check-brick-root",
+            ));
+        }
     };
     match word {
         "gluster" => Ok(Operation::Gluster),
         "remove-brick" => Ok(Operation::RemoveBrick),
-        other => Err(refuse(other, "unknown operation: gluster or remove-brick")),
+        "check-brick-root" => Ok(Operation::CheckBrickRoot),
+        other => Err(refuse(
+            other,
+            "unknown operation: gluster, remove-brick or check-brick-root",
+        )),
     }
 }
 
@@ -85,6 +100,7 @@ pub async fn run(args: SshCommandArgs) -> AppResult<()> {
     match operation {
         Operation::Gluster => run_gluster(&args, &roots).await,
         Operation::RemoveBrick => run_remove_brick(&args, &roots).await,
+        Operation::CheckBrickRoot => run_check_brick_root(&roots),
     }
 }
 
@@ -211,6 +227,39 @@ async fn run_remove_brick(args: &SshCommandArgs, roots: &BrickRoots) -> AppResul
     };
     if let RemoveBrickAnswer::Refused { message, .. } = &answer {
         syslog::log_refusal(&format!("refused remove-brick: {message}"));
+    }
+    println!("{}", serde_json::to_string(&answer)?);
+    Ok(())
+}
+
+/// What a brick root is on this server (the controller asks before it
+/// creates a volume), for the roots configured here only.
+fn run_check_brick_root(roots: &BrickRoots) -> AppResult<()> {
+    let refused = |code: tonic::Code, message: String| CheckRootAnswer::Refused {
+        code: code as i32,
+        message,
+    };
+    let answer = match read_request() {
+        Err(refusal) => refused(tonic::Code::InvalidArgument, refusal.to_string()),
+        Ok(input) => match serde_json::from_slice::<CheckRootRequest>(&input) {
+            Err(e) => refused(
+                tonic::Code::InvalidArgument,
+                format!("malformed request: {e}"),
+            ),
+            Ok(request) => match roots.check_root(&request.path) {
+                Err(reason) => refused(tonic::Code::PermissionDenied, reason),
+                Ok(()) => match crate::bricks::root::inspect(Path::new(&request.path)) {
+                    Ok(report) => CheckRootAnswer::Checked(report),
+                    Err(e) => refused(
+                        tonic::Code::Internal,
+                        format!("inspecting {}: {e}", request.path),
+                    ),
+                },
+            },
+        },
+    };
+    if let CheckRootAnswer::Refused { message, .. } = &answer {
+        syslog::log_refusal(&format!("refused check-brick-root: {message}"));
     }
     println!("{}", serde_json::to_string(&answer)?);
     Ok(())

@@ -9,10 +9,18 @@ and the Kubernetes OpenAPI schemas shipped in kubernetes-validate.
     chart.py validate DIR                 -> validates every object in DIR/*.yaml
     chart.py containers DIR               -> JSON: every container of every pod spec
     chart.py wiring DIR                   -> JSON: paths and ports that must agree
+    chart.py render-deploy OUT            -> what write-deploy writes, into OUT
     chart.py write-deploy                 -> renders the defaults into deploy/
+
+GLUSTERFS_CSI_CHART=DIR renders another copy of the chart (tests patch one).
+
+deploy/ is the default render without the brick agent token Secret: a token
+rendered once would be the same for everyone who applies deploy/, so kubectl
+users create the Secret themselves (docs/k3s-hyperconverged.md).
 """
 
 import json
+import os
 import pathlib
 import sys
 
@@ -21,12 +29,14 @@ import kubernetes_validate
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "glusterfs-csi"
+CHART = pathlib.Path(os.environ.get("GLUSTERFS_CSI_CHART") or ROOT / "helm" / "glusterfs-csi")
 DEPLOY = ROOT / "deploy"
 RELEASE = "glusterfs-csi"
 NAMESPACE = "glusterfs-csi"
 # Oldest and newest Kubernetes schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.25", "1.37"]
+# Rendered by the chart, left out of deploy/ (see above).
+NOT_DEPLOYED = ["22-brick-agent-token.yaml"]
 
 
 def render(values_files):
@@ -40,6 +50,10 @@ def render(values_files):
         for template, text in rendered.items()
         if template.endswith(".yaml") and text.strip()
     }
+
+
+def render_deploy():
+    return {name: text for name, text in render([]).items() if name not in NOT_DEPLOYED}
 
 
 def merge(base, override):
@@ -110,10 +124,15 @@ def mounted(container, volumes, path):
     return best
 
 
+def env_of(container, name):
+    return next((e for e in container.get("env", []) if e["name"] == name), None)
+
+
 def wiring(directory):
     """What a kubelet would only find out on a node: sockets, mounts and
     ports that must line up between containers, volumes and flags."""
     problems = []
+    token_secrets = {}
     driver_names = {doc["metadata"]["name"] for _, doc in documents(directory) if doc["kind"] == "CSIDriver"}
     storage_classes = [doc for _, doc in documents(directory) if doc["kind"] == "StorageClass"]
     for sc in storage_classes:
@@ -151,8 +170,17 @@ def wiring(directory):
         for kind in ("livenessProbe", "readinessProbe"):
             if driver.get(kind, {}).get("httpGet", {}).get("port") != "healthz":
                 problems.append(f"{where}: {kind} is not wired to the healthz port")
+        agent = flag(args, "brick-agent-listen") or env_of(driver, "GLUSTERFS_CSI_BRICK_AGENT_LISTEN")
+        token = env_of(driver, "GLUSTERFS_CSI_BRICK_AGENT_TOKEN")
+        if token:
+            ref = token.get("valueFrom", {}).get("secretKeyRef", {})
+            if not ref or ref.get("optional"):
+                problems.append(f"{where}: the brick agent token is not a required Secret key")
+            token_secrets[where] = ref.get("name")
+        elif agent or (doc["kind"] == "StatefulSet" and (flag(args, "brick-cleanup") or "agent") == "agent"):
+            problems.append(f"{where}: no brick agent token (it refuses to start without one)")
         glusterd_socket = flag(args, "glusterd-socket")
-        if glusterd_socket and (flag(args, "brick-agent-listen") or flag(args, "glusterd-access") == "socket"):
+        if glusterd_socket and (agent or flag(args, "glusterd-access") == "socket"):
             found = mounted(driver, volumes, glusterd_socket)
             if not found or "hostPath" not in (found[1] or {}):
                 problems.append(f"{where}: --glusterd-socket {glusterd_socket} is on no host path")
@@ -197,11 +225,20 @@ def wiring(directory):
                 found = mounted(driver, volumes, "/run/systemd/private")
                 if not found or (found[1] or {}).get("hostPath", {}).get("path") != "/run/systemd":
                     problems.append(f"{where}: --mounter {mounter} needs the host's /run/systemd (systemd's private socket)")
-            if flag(args, "brick-agent-listen"):
+            if agent:
                 for sc in storage_classes:
                     root = sc.get("parameters", {}).get("brickRoot")
                     if root and not mounted(driver, volumes, root + "/x"):
                         problems.append(f"{where}: brickRoot {root} of {sc['metadata']['name']} is not mounted for the agent")
+                listen = env_of(driver, "GLUSTERFS_CSI_BRICK_AGENT_LISTEN")
+                if listen and not pod.get("hostNetwork"):
+                    problems.append(f"{where}: the agent listens on the node's address without host networking")
+                for mount in driver.get("volumeMounts", []):
+                    source = (volumes.get(mount["name"]) or {}).get("hostPath", {})
+                    if mount["name"].startswith("brick-root-") and source.get("type") != "Directory":
+                        problems.append(f"{where}: brick root {source.get('path')} would be created if missing (hostPath type {source.get('type')}, not Directory)")
+    if len(set(token_secrets.values())) > 1:
+        problems.append(f"the brick agent token comes from different Secrets: {token_secrets}")
     return problems
 
 
@@ -223,10 +260,12 @@ def main(argv):
         print(json.dumps(containers(argv[2])))
     elif command == "wiring":
         print(json.dumps(wiring(argv[2])))
+    elif command == "render-deploy":
+        write(pathlib.Path(argv[2]), render_deploy())
     elif command == "write-deploy":
         for old in DEPLOY.glob("*.yaml"):
             old.unlink()
-        write(DEPLOY, render([]))
+        write(DEPLOY, render_deploy())
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -16,12 +16,29 @@ mounted at /host/glusterd, so a restarted glusterd's new socket shows. */}}
 /host/glusterd/{{ base .Values.glusterd.socket.hostPath }}
 {{- end }}
 
-{{/* The brick agent token, if its Secret exists (optional). */}}
+{{/* The brick agent token: the pods wait until its Secret exists. */}}
 {{- define "glusterfs-csi.brickAgentToken" -}}
 - name: GLUSTERFS_CSI_BRICK_AGENT_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ .Values.brickAgent.tokenSecretName }}
       key: token
-      optional: true
+{{- end }}
+
+{{/* .affinity with the node selector expression .expression added to each
+of its required terms (ANDed), or as the only term. */}}
+{{- define "glusterfs-csi.requireNodeExpression" -}}
+{{- $affinity := deepCopy (.affinity | default (dict)) }}
+{{- $nodeAffinity := get $affinity "nodeAffinity" | default (dict) }}
+{{- $required := get $nodeAffinity "requiredDuringSchedulingIgnoredDuringExecution" | default (dict) }}
+{{- $terms := get $required "nodeSelectorTerms" | default (list (dict)) }}
+{{- $merged := list }}
+{{- range $terms }}
+{{- $expressions := get . "matchExpressions" | default (list) }}
+{{- $merged = append $merged (merge (dict "matchExpressions" (append $expressions $.expression)) .) }}
+{{- end }}
+{{- $_ := set $required "nodeSelectorTerms" $merged }}
+{{- $_ := set $nodeAffinity "requiredDuringSchedulingIgnoredDuringExecution" $required }}
+{{- $_ := set $affinity "nodeAffinity" $nodeAffinity }}
+{{- toYaml $affinity }}
 {{- end }}
