@@ -356,7 +356,11 @@ mod tests {
         let refusal = operation(Some("sh"), None).unwrap_err();
         assert_eq!(
             refusal.to_string(),
-            "refused `sh`: unknown operation: gluster or remove-brick"
+            "refused `sh`: unknown operation: gluster, remove-brick or check-brick-root"
+        );
+        assert_eq!(
+            operation(None, Some("glusterfs-csi ssh-command check-brick-root")),
+            Ok(Operation::CheckBrickRoot)
         );
     }
 
