@@ -612,6 +612,27 @@ async fn volume_options_are_applied_and_bad_values_roll_back() {
     );
     assert!(info.contains("<value>storage</value>"));
 
+    // One option per line: a value may be a comma list.
+    let servers = driver.cluster.addresses().join(",");
+    let listed = controller
+        .create_volume(create_request(
+            &pvc_name(),
+            &[(
+                "volumeOptions",
+                &format!("auth.allow={servers}\nuser.team=storage\n"),
+            )],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let info = driver.gluster(&["volume", "info", &listed.volume_id]);
+    assert!(
+        info.contains(&format!("<name>auth.allow</name>\n            <value>{servers}</value>")),
+        "{info}"
+    );
+
     let bad = pvc_name();
     let err = controller
         .create_volume(create_request(

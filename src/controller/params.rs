@@ -185,11 +185,14 @@ pub fn is_option_key(key: &str) -> bool {
 /// An option value the driver passes to `volume set`.
 pub fn is_option_value(value: &str) -> bool {
     !value.is_empty()
-        && value.len() <= 256
+        && value.len() <= 1024
         && !value.starts_with('-')
+        && !value.starts_with(',')
+        && !value.ends_with(',')
+        && !value.contains(",,")
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/*%+@-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/*%+@-,".contains(&b))
 }
 
 fn parse_servers(text: &str) -> Result<Vec<String>, ParamError> {
@@ -209,9 +212,17 @@ fn parse_servers(text: &str) -> Result<Vec<String>, ParamError> {
     Ok(servers)
 }
 
+/// `key=value` entries: one per line when the text has more than one line
+/// (values may then hold commas, as address lists do), else separated by
+/// commas.
 fn parse_volume_options(text: &str) -> Result<Vec<(String, String)>, ParamError> {
     let mut options: Vec<(String, String)> = Vec::new();
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    let entries: Vec<&str> = if text.trim().contains('\n') {
+        text.lines().collect()
+    } else {
+        text.split(',').collect()
+    };
+    for entry in entries.into_iter().map(str::trim).filter(|e| !e.is_empty()) {
         let (key, value) = entry
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
@@ -233,7 +244,8 @@ fn parse_volume_options(text: &str) -> Result<Vec<(String, String)>, ParamError>
                 VOLUME_OPTIONS,
                 format!(
                     "value {value:?} of {key} may only hold letters, digits and . _ : / * % + @ - \
-                     (and must not start with -)"
+                     , (not starting with -; commas only between items, with one option per \
+                     line)"
                 ),
             ));
         }
@@ -368,6 +380,18 @@ mod tests {
     #[test]
     fn option_keys_checked_against_glusterd() {
         let settable: BTreeSet<String> = ["performance.cache-size".to_string()].into();
+        let lines = parse(&[(
+            "volumeOptions",
+            "auth.allow=10.0.0.1,10.0.0.2\nperformance.cache-size=1MB\n",
+        )])
+        .unwrap();
+        assert_eq!(
+            lines.volume_options,
+            [
+                ("auth.allow".to_string(), "10.0.0.1,10.0.0.2".to_string()),
+                ("performance.cache-size".to_string(), "1MB".to_string())
+            ]
+        );
         let ok = parse(&[("volumeOptions", "performance.cache-size=1MB,user.team=a")]).unwrap();
         assert!(ok.check_option_keys(&settable).is_ok());
         let bad = parse(&[("volumeOptions", "no.such-key=1")]).unwrap();
