@@ -16,7 +16,8 @@ use crate::controller::{
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
 use crate::gluster::{
-    Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeInfo, VolumeLookup, VolumeStatus,
+    Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo, VolumeLookup,
+    VolumeStatus,
 };
 use crate::mount::{
     DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
@@ -39,6 +40,8 @@ struct GlusterState {
     failing_starts: u32,
     /// Fails `volume create` as glusterd does when a peer is down.
     refuse_create: Option<GlusterError>,
+    /// Clients connected to each volume.
+    clients: BTreeMap<String, VolumeClients>,
 }
 
 impl FakeGlusterd {
@@ -74,6 +77,14 @@ impl FakeGlusterd {
 
     pub fn refuse_next_create(&self, error: GlusterError) {
         self.state.lock().unwrap().refuse_create = Some(error);
+    }
+
+    pub fn set_clients(&self, volume: &str, clients: VolumeClients) {
+        self.state
+            .lock()
+            .unwrap()
+            .clients
+            .insert(volume.to_string(), clients);
     }
 
     pub fn writes(&self) -> Vec<String> {
@@ -271,6 +282,18 @@ impl Glusterd for FakeGlusterd {
                 Ok(())
             }
         }
+    }
+
+    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .clients
+            .get(volume)
+            .cloned()
+            .unwrap_or_else(|| VolumeClients {
+                kinds: BTreeMap::from([("glustershd".to_string(), 3)]),
+                hosts: ["a", "b", "c"].iter().map(|h| h.to_string()).collect(),
+            }))
     }
 
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {

@@ -629,7 +629,9 @@ async fn volume_options_are_applied_and_bad_values_roll_back() {
         .unwrap();
     let info = driver.gluster(&["volume", "info", &listed.volume_id]);
     assert!(
-        info.contains(&format!("<name>auth.allow</name>\n            <value>{servers}</value>")),
+        info.contains(&format!(
+            "<name>auth.allow</name>\n            <value>{servers}</value>"
+        )),
         "{info}"
     );
 
@@ -1181,7 +1183,7 @@ async fn node_paths_are_never_trusted() {
     // A tmpfs at the paths the CO names: answered per the spec, left mounted.
     let target = driver.target_path("pod-tmpfs", &name);
     std::fs::create_dir_all(&target).unwrap();
-    let _tmpfs = [Tmpfs::mount(&target), Tmpfs::mount(&staging)];
+    let _tmpfs = [mount_tmpfs(&target), mount_tmpfs(&staging)];
     node.node_unpublish_volume(unpublish_request(&volume, &target))
         .await
         .unwrap();
@@ -1260,21 +1262,67 @@ async fn node_paths_are_never_trusted() {
 }
 
 /// A tmpfs mounted by the test, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path) -> Tmpfs {
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "test-tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        Tmpfs(path.to_path_buf())
-    }
+fn mount_tmpfs(path: &Path) -> Mounted {
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "test-tmpfs"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Mounted(path.to_path_buf())
 }
 
-impl Drop for Tmpfs {
+/// A volume another client still mounts (a static PersistentVolume sharing
+/// it) is not deleted: FAILED_PRECONDITION naming the clients, the data
+/// intact; once unmounted, the retry deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_a_volume_still_mounted_is_refused_until_unmounted() {
+    let driver = DevDriver::start().await;
+    let volume = create_volume(&driver, &pvc_name()).await;
+    let id = volume.volume_id.clone();
+    let elsewhere = driver.kubelet.path().join("static-pv");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "glusterfs"])
+        .arg(format!("{}:/{id}", volume.volume_context["server"]))
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _mounted = Mounted(elsewhere.clone());
+    std::fs::write(elsewhere.join("precious"), b"keep").unwrap();
+
+    let mut controller = driver.controller();
+    let err = controller
+        .delete_volume(delete_volume_request(&volume))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("still in use (fuse 1;"),
+        "{}",
+        err.message()
+    );
+    let info = driver.gluster(&["volume", "info", &id]);
+    assert!(info.contains("<statusStr>Started</statusStr>"), "{info}");
+    assert!(
+        !info.contains("user.csi.deleting"),
+        "not even marked: {info}"
+    );
+    assert_eq!(std::fs::read(elsewhere.join("precious")).unwrap(), b"keep");
+
+    drop(_mounted);
+    controller
+        .delete_volume(delete_volume_request(&volume))
+        .await
+        .unwrap();
+    assert!(!driver.volume_names().contains(&id));
+}
+
+/// A mount made by the test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }

@@ -29,6 +29,10 @@ pub enum ControllerError {
     #[error("{0}")]
     PeersDown(String),
 
+    /// Deleting would pull the data from under clients still using it.
+    #[error("{0}")]
+    InUse(String),
+
     #[error("gluster volume {0} is being created by another request; retry")]
     CreateRace(String),
 
@@ -84,6 +88,7 @@ impl ControllerError {
             ControllerError::AlreadyExists(_) => Code::AlreadyExists,
             ControllerError::NotOurs(_) => Code::FailedPrecondition,
             ControllerError::PeersDown(_) => Code::Unavailable,
+            ControllerError::InUse(_) => Code::FailedPrecondition,
             ControllerError::CreateRace(_) => Code::Aborted,
             ControllerError::BrickRoot(_) => Code::FailedPrecondition,
             ControllerError::BrickRootUnchecked { first, .. } => first.code,

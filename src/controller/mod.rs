@@ -175,11 +175,44 @@ impl Provisioner {
         let Some(existing) = self.read(&name).await? else {
             return Ok(());
         };
-        if !Ownership::of(&existing).is_ours() {
+        let ownership = Ownership::of(&existing);
+        if !ownership.is_ours() {
             return Err(ControllerError::NotOurs(name.to_string()));
         }
         self.require_all_peers().await?;
+        // Once marked for deletion it is stopped: nobody can be using it.
+        let deleting = matches!(ownership, Ownership::Ours { deleting: true, .. });
+        if existing.status == VolumeStatus::Started && !deleting {
+            self.refuse_if_in_use(&name).await?;
+        }
         self.destroy(&existing).await
+    }
+
+    /// A volume still mounted (a static PersistentVolume sharing it, a pod
+    /// on a node that did not unstage) is not deleted: its data would go
+    /// from under its users.
+    async fn refuse_if_in_use(&self, name: &VolumeName) -> Result<(), ControllerError> {
+        let clients =
+            self.glusterd
+                .volume_clients(name.as_str())
+                .await
+                .map_err(ControllerError::gluster(format!(
+                    "asking which clients use gluster volume {name}"
+                )))?;
+        let users = clients.users();
+        if users.is_empty() {
+            return Ok(());
+        }
+        let kinds: Vec<String> = users.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let hosts: Vec<&str> = clients.hosts.iter().map(String::as_str).collect();
+        Err(ControllerError::InUse(format!(
+            "gluster volume {name} is still in use ({}; connections come from {}, the \
+             servers' own daemons among them); unmount it there first (a static \
+             PersistentVolume sharing the volume, or a node that has not unstaged it) and \
+             the deletion is retried",
+            kinds.join(", "),
+            hosts.join(", ")
+        )))
     }
 
     /// The volume, if it exists and is this driver's (and not being deleted).

@@ -266,6 +266,39 @@ async fn delete_with_a_peer_down_is_unavailable_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn delete_of_a_volume_still_mounted_is_refused_and_changes_nothing() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    glusterd.clear_writes();
+    glusterd.set_clients(
+        "csi-pvc-1",
+        crate::gluster::VolumeClients {
+            kinds: [("fuse".to_string(), 2), ("glustershd".to_string(), 3)].into(),
+            hosts: ["a".to_string(), "10.0.0.9".to_string()].into(),
+        },
+    );
+    let err = provisioner.delete("csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    let message = err.to_string();
+    assert!(message.contains("still in use (fuse 2;"), "{message}");
+    assert!(message.contains("10.0.0.9"), "{message}");
+    assert!(
+        !message.contains("glustershd"),
+        "gluster's own daemons are not users"
+    );
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    assert!(bricks.removed().is_empty());
+    assert_eq!(
+        glusterd.get("csi-pvc-1").unwrap().status,
+        VolumeStatus::Started
+    );
+    // Unmounted: the retry deletes it.
+    glusterd.set_clients("csi-pvc-1", Default::default());
+    provisioner.delete("csi-pvc-1").await.unwrap();
+    assert!(glusterd.get("csi-pvc-1").is_none());
+}
+
+#[tokio::test]
 async fn delete_with_an_agent_down_resumes_on_retry() {
     let (provisioner, glusterd, bricks) = fakes::provisioner();
     provisioner.create(&request("pvc-1", &[])).await.unwrap();

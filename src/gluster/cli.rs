@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use super::error::{self, GlusterError};
 use super::transport::{CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli};
 use super::xml::{self, Envelope};
-use super::{Glusterd, NewVolume, Peer, VolumeInfo};
+use super::{Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo};
 
 /// How long to keep retrying when glusterd's lock on a volume is held by
 /// another transaction (opErrno 30802, "Locking failed on ...").
@@ -272,6 +272,23 @@ impl Glusterd for GlusterCli {
             };
         }
         Ok(())
+    }
+
+    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError> {
+        let words = ["volume", "status", volume, "client-list"]
+            .into_iter()
+            .map(CliArg::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let text = self
+            .transport
+            .run(&CliCommand::text(words, xml::CLIENT_LIST_END))
+            .await?;
+        let kinds = xml::client_kinds(&text)?;
+        let hosts = self
+            .exec_ok(&["volume", "status", volume, "clients"], Some(volume))
+            .await?
+            .client_hosts()?;
+        Ok(VolumeClients { kinds, hosts })
     }
 
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {

@@ -53,6 +53,37 @@ impl Peer {
     }
 }
 
+/// The clients connected to a started volume's bricks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeClients {
+    /// How many of each kind (`fuse`, `gfapi`, `glustershd`...).
+    pub kinds: BTreeMap<String, u32>,
+    /// Addresses the connections come from (gluster's own daemons' too).
+    pub hosts: BTreeSet<String>,
+}
+
+/// Kinds of client that are gluster's own daemons, not users of the data.
+const GLUSTER_DAEMONS: [&str; 7] = [
+    "glustershd",
+    "quotad",
+    "snapd",
+    "bitd",
+    "scrubber",
+    "rebalance",
+    "tierd",
+];
+
+impl VolumeClients {
+    /// Mounts and applications: every kind but gluster's own daemons.
+    pub fn users(&self) -> BTreeMap<&str, u32> {
+        self.kinds
+            .iter()
+            .filter(|(kind, count)| **count > 0 && !GLUSTER_DAEMONS.contains(&kind.as_str()))
+            .map(|(kind, count)| (kind.as_str(), *count))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VolumeStatus {
     Created,
@@ -126,6 +157,8 @@ pub trait Glusterd: Send + Sync {
     /// even if others (or this one) do not.
     async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError>;
     async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError>;
+    /// Who is connected to the bricks of a started volume.
+    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError>;
     /// Keys `volume set` accepts (excluding free-form `user.*` keys).
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
 }

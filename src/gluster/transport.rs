@@ -58,6 +58,8 @@ pub struct CliCommand {
     /// Printed by the CLI itself and only flushed when it exits, so it
     /// cannot run inside a session.
     standalone: bool,
+    /// Asks for the CLI's XML (`--xml`); some answers exist only as text.
+    xml: bool,
 }
 
 impl CliCommand {
@@ -73,7 +75,22 @@ impl CliCommand {
             name,
             end_tag: "</cliOutput>",
             standalone: false,
+            xml: true,
         }
+    }
+
+    /// For the few answers the CLI only gives as text (`volume status V
+    /// client-list` has no counts in its XML): run on its own, without
+    /// `--xml`, its output complete when it holds `end_marker`.
+    pub fn text(words: Vec<CliArg>, end_marker: &'static str) -> CliCommand {
+        CliCommand {
+            xml: false,
+            ..CliCommand::new(words).standalone(end_marker)
+        }
+    }
+
+    pub fn wants_xml(&self) -> bool {
+        self.xml
     }
 
     /// For CLI-local commands (`volume set help-xml`): XML not wrapped in
@@ -195,9 +212,11 @@ impl OneShotCli {
 impl CliTransport for OneShotCli {
     async fn run(&self, command: &CliCommand) -> Result<String, GlusterError> {
         let mut cli = Command::new(&self.program);
-        cli.arg("--mode=script")
-            .arg("--xml")
-            .arg(self.address.cli_flag())
+        cli.arg("--mode=script");
+        if command.xml {
+            cli.arg("--xml");
+        }
+        cli.arg(self.address.cli_flag())
             .args(command.words.iter().map(CliArg::as_str))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

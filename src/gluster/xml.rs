@@ -159,6 +159,52 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// `volume status V clients`: the distinct addresses (port dropped)
+    /// that client connections to the volume's bricks come from.
+    pub fn client_hosts(&self) -> Result<BTreeSet<String>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        descendant(doc.root_element(), "volStatus")
+            .ok_or_else(|| bad(&self.command, "<volStatus> missing"))?;
+        Ok(doc
+            .descendants()
+            .filter(|n| n.has_tag_name("client"))
+            .filter_map(|c| child_text(c, "hostname"))
+            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
+            .collect())
+    }
+}
+
+/// The last line of a complete `volume status V client-list` answer.
+pub const CLIENT_LIST_END: &str = "total clients for volume";
+
+/// `volume status V client-list` (text only: its XML has no counts): how
+/// many clients of each kind (`fuse`, `glustershd`, `gfapi`...) are
+/// connected. The CLI's wording is matched here and nowhere else.
+pub fn client_kinds(text: &str) -> Result<BTreeMap<String, u32>, GlusterError> {
+    let command = "volume status client-list";
+    if !text.contains(CLIENT_LIST_END) {
+        return Err(bad(command, "no client totals in the answer"));
+    }
+    let mut kinds = BTreeMap::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Name", "count"] => in_table = true,
+            [] => in_table = false,
+            [name, count] if in_table && !name.starts_with('-') => {
+                let count = count
+                    .parse()
+                    .map_err(|_| bad(command, &format!("count {count:?} is not a number")))?;
+                kinds.insert(name.to_string(), count);
+            }
+            _ => {}
+        }
+    }
+    Ok(kinds)
+}
+
 /// `volume set help-xml` (no envelope): the names of every settable option.
 pub fn settable_options(text: &str) -> Result<BTreeSet<String>, GlusterError> {
     let command = "volume set help-xml";
@@ -222,6 +268,25 @@ mod tests {
 
     fn envelope(name: &str) -> Envelope {
         Envelope::parse("test", &fixture(name)).unwrap()
+    }
+
+    #[test]
+    fn clients_of_a_mounted_volume() {
+        let hosts = envelope("volume_status_clients.xml")
+            .client_hosts()
+            .unwrap();
+        assert_eq!(
+            hosts.into_iter().collect::<Vec<_>>(),
+            ["127.162.148.1", "127.162.148.2", "127.162.148.3"]
+        );
+        let kinds = client_kinds(&fixture("volume_status_client_list.txt")).unwrap();
+        assert_eq!(
+            kinds,
+            BTreeMap::from([("fuse".to_string(), 1), ("glustershd".to_string(), 3)])
+        );
+        let kinds = client_kinds(&fixture("volume_status_client_list_unmounted.txt")).unwrap();
+        assert_eq!(kinds, BTreeMap::from([("glustershd".to_string(), 3)]));
+        assert!(client_kinds("Volume csi-tv is not started").is_err());
     }
 
     #[test]

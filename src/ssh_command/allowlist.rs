@@ -10,7 +10,8 @@
 //! 1. [`parse`], from the words alone (`V` is always a name this driver
 //!    makes, `csi-…` or `csi_…`):
 //!    - reads: `pool list`, `system:: uuid get`, `volume info`,
-//!      `volume info V`, `volume set help-xml`;
+//!      `volume info V`, `volume status V clients|client-list` (the latter
+//!      as text: its XML lacks the counts), `volume set help-xml`;
 //!    - `volume create V [replica N [arbiter 1]] H:R/V ... [force]`: N from 2
 //!      to 16 (absent for one brick), `arbiter 1` only with replica 3, one
 //!      brick per replica on distinct hosts `H` (host names), every path
@@ -131,6 +132,13 @@ pub struct Allowed {
 }
 
 impl Allowed {
+    /// `volume status V client-list` only answers as text: its XML lacks
+    /// the counts the controller reads.
+    pub fn wants_xml(&self) -> bool {
+        let words: Vec<&str> = self.words.iter().map(CliArg::as_str).collect();
+        !matches!(words.as_slice(), ["volume", "status", _, "client-list"])
+    }
+
     /// The command as it is shown in messages.
     pub fn request(&self) -> String {
         let line = CliCommand::new(self.words.clone()).line();
@@ -218,7 +226,9 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
         | ["system::", "uuid", "get"]
         | ["volume", "info"]
         | ["volume", "set", "help-xml"] => Ok(None),
-        ["volume", "info", volume] => driver_volume(volume).map(|_| None),
+        ["volume", "info", volume] | ["volume", "status", volume, "clients" | "client-list"] => {
+            driver_volume(volume).map(|_| None)
+        }
         ["volume", "create", volume, rest @ ..] => create(volume, rest, roots).map(|()| None),
         ["volume", "set", volume, pairs @ ..] => {
             driver_volume(volume)?;
@@ -432,6 +442,8 @@ mod tests {
             ("system:: uuid get\n", None),
             ("volume info\n", None),
             ("volume info csi-pvc-1\n", None),
+            ("volume status csi-pvc-1 clients\n", None),
+            ("volume status csi-pvc-1 client-list\n", None),
             ("volume info csi_sanity-vol_3703aaca8e5266ff\n", None),
             ("volume set help-xml\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1 force\n", None),

@@ -166,9 +166,12 @@ async fn run_gluster(args: &SshCommandArgs, roots: &BrickRoots) -> AppResult<()>
     check_volume(args, &cli, &allowed, roots).await?;
     let mut sock = std::ffi::OsString::from("--glusterd-sock=");
     sock.push(socket);
-    let error = std::process::Command::new(&cli)
-        .arg("--mode=script")
-        .arg("--xml")
+    let mut gluster = std::process::Command::new(&cli);
+    gluster.arg("--mode=script");
+    if allowed.wants_xml() {
+        gluster.arg("--xml");
+    }
+    let error = gluster
         .arg(sock)
         .args(allowed.words.iter().map(|w| w.as_str()))
         .stdin(Stdio::null())
