@@ -284,11 +284,11 @@ impl Glusterd for FakeGlusterd {
         }
     }
 
-    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError> {
+    async fn volume_clients(&self, volume: &VolumeInfo) -> Result<VolumeClients, GlusterError> {
         let state = self.state.lock().unwrap();
         Ok(state
             .clients
-            .get(volume)
+            .get(&volume.name)
             .cloned()
             .unwrap_or_else(|| VolumeClients {
                 kinds: BTreeMap::from([("glustershd".to_string(), 3)]),
@@ -420,6 +420,7 @@ pub fn provisioner_allowing_root_filesystem(
             brick_dir_per_server: false,
             mount_options: Vec::new(),
             allow_root_filesystem_bricks: allow,
+            in_use_patience: std::time::Duration::from_millis(100),
         },
     );
     (provisioner, glusterd, bricks)

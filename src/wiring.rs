@@ -114,6 +114,7 @@ pub fn provisioner(
             brick_dir_per_server,
             mount_options: args.mount_options.clone(),
             allow_root_filesystem_bricks: args.allow_root_filesystem_bricks,
+            in_use_patience: crate::controller::IN_USE_PATIENCE,
         },
     )))
 }

@@ -312,14 +312,22 @@ async fn create_delete_and_failover_over_ssh() {
     let socket = driver.server(&servers[0]).glusterd_socket.clone();
     ssh.start_one(&servers[0], &socket);
 
+    // As the external-provisioner does: a retryable answer (the restarted
+    // glusterd cannot yet say which clients use a volume) is asked again.
     for volume in [second, third] {
-        client
-            .delete_volume(DeleteVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("delete");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            match client.delete_volume(delete_volume_request(&volume)).await {
+                Ok(_) => break,
+                Err(status)
+                    if matches!(status.code(), Code::Aborted | Code::Unavailable)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(status) => panic!("delete: {status:?}"),
+            }
+        }
         assert!(!driver.cluster.brick_root.join(&volume.volume_id).exists());
     }
     assert!(driver.volume_names().is_empty());

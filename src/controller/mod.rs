@@ -23,6 +23,10 @@ pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootChe
 pub use error::ControllerError;
 pub use params::StorageClassParams;
 
+/// How long a delete waits for clients to go (a node that just unstaged)
+/// before refusing, and for glusterd to answer who they are.
+pub const IN_USE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
@@ -38,6 +42,9 @@ pub struct ProvisionerConfig {
     /// Brick roots may be plain directories (of the root file system, say)
     /// for StorageClasses that do not say (`allowRootFilesystemBricks`).
     pub allow_root_filesystem_bricks: bool,
+    /// How long a delete waits for clients to go (a node that unstaged a
+    /// moment ago) and for glusterd to say who they are, before refusing.
+    pub in_use_patience: Duration,
 }
 
 /// Requested capacity; 0 means "not given" for either bound.
@@ -183,7 +190,7 @@ impl Provisioner {
         // Once marked for deletion it is stopped: nobody can be using it.
         let deleting = matches!(ownership, Ownership::Ours { deleting: true, .. });
         if existing.status == VolumeStatus::Started && !deleting {
-            self.refuse_if_in_use(&name).await?;
+            self.refuse_if_in_use(&existing).await?;
         }
         self.destroy(&existing).await
     }
@@ -191,14 +198,24 @@ impl Provisioner {
     /// A volume still mounted (a static PersistentVolume sharing it, a pod
     /// on a node that did not unstage) is not deleted: its data would go
     /// from under its users.
-    async fn refuse_if_in_use(&self, name: &VolumeName) -> Result<(), ControllerError> {
-        let clients =
-            self.glusterd
-                .volume_clients(name.as_str())
-                .await
-                .map_err(ControllerError::gluster(format!(
+    async fn refuse_if_in_use(&self, volume: &VolumeInfo) -> Result<(), ControllerError> {
+        let name = &volume.name;
+        // A node that unstaged a moment ago may still show as a client, and
+        // a peer that just came back may not answer yet: ask again a while.
+        let deadline = tokio::time::Instant::now() + self.config.in_use_patience;
+        let clients = loop {
+            let asked = self.glusterd.volume_clients(volume).await;
+            let settled = match &asked {
+                Ok(clients) => clients.users().is_empty(),
+                Err(e) => !matches!(e.code(), tonic::Code::Aborted | tonic::Code::Unavailable),
+            };
+            if settled || tokio::time::Instant::now() >= deadline {
+                break asked.map_err(ControllerError::gluster(format!(
                     "asking which clients use gluster volume {name}"
                 )))?;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         let users = clients.users();
         if users.is_empty() {
             return Ok(());

@@ -47,6 +47,39 @@ pub struct GlusterCli {
 }
 
 impl GlusterCli {
+    /// Clients of a volume whose bricks have no daemon connected, one brick
+    /// at a time; a brick whose query fails on its own server has none.
+    async fn clients_brick_by_brick(
+        &self,
+        volume: &VolumeInfo,
+    ) -> Result<VolumeClients, GlusterError> {
+        let mut clients = VolumeClients::default();
+        let mut count = 0;
+        for brick in &volume.bricks {
+            let address = format!("{}:{}", brick.host, brick.path);
+            let envelope = self
+                .exec(&["volume", "status", &volume.name, &address, "clients"])
+                .await?;
+            if envelope.failed() && envelope.op_errstr.contains("Commit failed on") {
+                continue;
+            }
+            if envelope.failed() {
+                return Err(failure(
+                    &["volume", "status"],
+                    Some(&volume.name),
+                    &envelope,
+                ));
+            }
+            let hosts = envelope.client_connections()?;
+            count += hosts.len() as u32;
+            clients.hosts.extend(hosts);
+        }
+        if count > 0 {
+            clients.kinds.insert("client".to_string(), count);
+        }
+        Ok(clients)
+    }
+
     pub fn new(
         transport: Arc<dyn CliTransport>,
         program: impl Into<PathBuf>,
@@ -274,21 +307,33 @@ impl Glusterd for GlusterCli {
         Ok(())
     }
 
-    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError> {
-        let words = ["volume", "status", volume, "client-list"]
+    async fn volume_clients(&self, volume: &VolumeInfo) -> Result<VolumeClients, GlusterError> {
+        let name = volume.name.as_str();
+        let words = ["volume", "status", name, "client-list"]
             .into_iter()
             .map(CliArg::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let text = self
+        let listed = self
             .transport
             .run(&CliCommand::text(words, xml::CLIENT_LIST_END))
-            .await?;
-        let kinds = xml::client_kinds(&text)?;
-        let hosts = self
-            .exec_ok(&["volume", "status", volume, "clients"], Some(volume))
-            .await?
-            .client_hosts()?;
-        Ok(VolumeClients { kinds, hosts })
+            .await
+            .and_then(|text| xml::client_kinds(&text));
+        match listed {
+            Ok(kinds) => {
+                let hosts = self
+                    .exec_ok(&["volume", "status", name, "clients"], Some(name))
+                    .await?
+                    .client_hosts()?;
+                Ok(VolumeClients { kinds, hosts })
+            }
+            // glusterd 10.3 fails both queries when a brick has no client at
+            // all, which only a volume without a self-heal daemon (one brick
+            // per file) can show: ask brick by brick.
+            Err(GlusterError::Busy { .. }) if volume.replica_count <= 1 => {
+                self.clients_brick_by_brick(volume).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {

@@ -144,6 +144,20 @@ pub fn classify_cli_failure(
             detail: text.to_string(),
         };
     }
+    // A text-mode answer of a transaction another peer failed or held.
+    if [
+        "Commit failed on",
+        "Staging failed on",
+        "Locking failed on",
+        "Another transaction",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        return GlusterError::Busy {
+            message: text.chars().take(500).collect(),
+        };
+    }
     let detail: String = text.chars().take(500).collect();
     GlusterError::BadOutput {
         command: command.to_string(),

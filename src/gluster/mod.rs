@@ -158,7 +158,7 @@ pub trait Glusterd: Send + Sync {
     async fn stop_volume(&self, volume: &str, force: bool) -> Result<(), GlusterError>;
     async fn delete_volume(&self, volume: &str) -> Result<(), GlusterError>;
     /// Who is connected to the bricks of a started volume.
-    async fn volume_clients(&self, volume: &str) -> Result<VolumeClients, GlusterError>;
+    async fn volume_clients(&self, volume: &VolumeInfo) -> Result<VolumeClients, GlusterError>;
     /// Keys `volume set` accepts (excluding free-form `user.*` keys).
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
 }

@@ -163,6 +163,12 @@ impl Envelope {
     /// `volume status V clients`: the distinct addresses (port dropped)
     /// that client connections to the volume's bricks come from.
     pub fn client_hosts(&self) -> Result<BTreeSet<String>, GlusterError> {
+        Ok(self.client_connections()?.into_iter().collect())
+    }
+
+    /// `volume status V [brick] clients`: the address of every client
+    /// connection, one entry per connection.
+    pub fn client_connections(&self) -> Result<Vec<String>, GlusterError> {
         let doc = document(&self.command, &self.text)?;
         descendant(doc.root_element(), "volStatus")
             .ok_or_else(|| bad(&self.command, "<volStatus> missing"))?;
@@ -287,6 +293,11 @@ mod tests {
         let kinds = client_kinds(&fixture("volume_status_client_list_unmounted.txt")).unwrap();
         assert_eq!(kinds, BTreeMap::from([("glustershd".to_string(), 3)]));
         assert!(client_kinds("Volume csi-tv is not started").is_err());
+        // One brick, one FUSE client (a volume without a self-heal daemon).
+        let one = envelope("volume_status_brick_clients.xml")
+            .client_connections()
+            .unwrap();
+        assert_eq!(one.len(), 1, "{one:?}");
     }
 
     #[test]

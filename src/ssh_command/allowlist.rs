@@ -10,8 +10,9 @@
 //! 1. [`parse`], from the words alone (`V` is always a name this driver
 //!    makes, `csi-…` or `csi_…`):
 //!    - reads: `pool list`, `system:: uuid get`, `volume info`,
-//!      `volume info V`, `volume status V clients|client-list` (the latter
-//!      as text: its XML lacks the counts), `volume set help-xml`;
+//!      `volume info V`, `volume status V [H:R/V] clients`,
+//!      `volume status V client-list` (as text: its XML lacks the counts),
+//!      `volume set help-xml`;
 //!    - `volume create V [replica N [arbiter 1]] H:R/V ... [force]`: N from 2
 //!      to 16 (absent for one brick), `arbiter 1` only with replica 3, one
 //!      brick per replica on distinct hosts `H` (host names), every path
@@ -229,6 +230,18 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
         ["volume", "info", volume] | ["volume", "status", volume, "clients" | "client-list"] => {
             driver_volume(volume).map(|_| None)
         }
+        ["volume", "status", volume, brick, "clients"] => {
+            let volume = driver_volume(volume)?;
+            let (host, path) = brick
+                .split_once(':')
+                .ok_or_else(|| format!("{brick:?} is not a brick (host:path)"))?;
+            if !is_host_name(host) {
+                return Err(format!(
+                    "brick host {host:?} is not a host name or IPv4 address"
+                ));
+            }
+            roots.check(path, &volume).map(|()| None)
+        }
         ["volume", "create", volume, rest @ ..] => create(volume, rest, roots).map(|()| None),
         ["volume", "set", volume, pairs @ ..] => {
             driver_volume(volume)?;
@@ -444,6 +457,10 @@ mod tests {
             ("volume info csi-pvc-1\n", None),
             ("volume status csi-pvc-1 clients\n", None),
             ("volume status csi-pvc-1 client-list\n", None),
+            (
+                "volume status csi-pvc-1 h1:/bricks/csi-pvc-1 clients\n",
+                None,
+            ),
             ("volume info csi_sanity-vol_3703aaca8e5266ff\n", None),
             ("volume set help-xml\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1 force\n", None),
