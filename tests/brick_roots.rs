@@ -19,7 +19,6 @@ use common::*;
 use glusterfs_csi::bricks::agent::TOKEN_HEADER;
 use glusterfs_csi::proto::brick_agent::brick_agent_client::BrickAgentClient;
 use glusterfs_csi::proto::brick_agent::{CheckBrickRootRequest, RemoveBrickRequest};
-use glusterfs_csi::proto::csi::*;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -270,10 +269,7 @@ async fn brick_roots_must_be_file_systems_of_their_own_unless_allowed() {
 
     for volume in [&allowed, &own] {
         controller
-            .delete_volume(DeleteVolumeRequest {
-                volume_id: volume.volume_id.clone(),
-                ..Default::default()
-            })
+            .delete_volume(delete_volume_request(volume))
             .await
             .unwrap();
     }

@@ -1184,12 +1184,7 @@ async fn node_paths_are_never_trusted() {
     let target = driver.target_path("pod-tmpfs", &name);
     std::fs::create_dir_all(&target).unwrap();
     let _tmpfs = [mount_tmpfs(&target), mount_tmpfs(&staging)];
-    node.node_unpublish_volume(unpublish_request(&volume, &target))
-        .await
-        .unwrap();
-    node.node_unstage_volume(unstage_request(&volume, &staging))
-        .await
-        .unwrap();
+    unpublish_and_unstage(&mut node, &volume, &staging, &target).await;
     for path in [&target, &staging] {
         let mounts = mounts_at(path);
         assert_eq!(mounts.len(), 1, "{}", path.display());

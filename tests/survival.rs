@@ -74,12 +74,7 @@ async fn a_killed_fuse_client_is_healed_inside_running_pods() {
 
     let report = pod.stop();
     assert!(report["written"].as_u64().unwrap() > 20, "{report}");
-    node.node_unpublish_volume(unpublish_request(&volume, &target))
-        .await
-        .unwrap();
-    node.node_unstage_volume(unstage_request(&volume, &staging))
-        .await
-        .unwrap();
+    unpublish_and_unstage(&mut node, &volume, &staging, &target).await;
     assert!(mounts_at(&staging).is_empty());
     controller
         .delete_volume(delete_volume_request(&volume))

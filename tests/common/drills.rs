@@ -126,12 +126,13 @@ impl Stage {
         let mut node = plugin.node();
         let mut controller = self.driver.controller();
         for volume in volumes {
-            node.node_unpublish_volume(unpublish_request(volume, &self.target(volume)))
-                .await
-                .unwrap();
-            node.node_unstage_volume(unstage_request(volume, &self.staging(volume)))
-                .await
-                .unwrap();
+            unpublish_and_unstage(
+                &mut node,
+                volume,
+                &self.staging(volume),
+                &self.target(volume),
+            )
+            .await;
             assert!(mounts_at(&self.staging(volume)).is_empty());
             controller
                 .delete_volume(delete_volume_request(volume))

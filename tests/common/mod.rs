@@ -376,6 +376,21 @@ pub async fn stage_and_publish(
         .unwrap();
 }
 
+/// NodeUnpublish then NodeUnstage, as the kubelet calls them.
+pub async fn unpublish_and_unstage(
+    node: &mut NodeClient<Channel>,
+    volume: &Volume,
+    staging: &Path,
+    target: &Path,
+) {
+    node.node_unpublish_volume(unpublish_request(volume, target))
+        .await
+        .unwrap();
+    node.node_unstage_volume(unstage_request(volume, staging))
+        .await
+        .unwrap();
+}
+
 pub fn unpublish_request(volume: &Volume, target: &Path) -> NodeUnpublishVolumeRequest {
     NodeUnpublishVolumeRequest {
         volume_id: volume.volume_id.clone(),
