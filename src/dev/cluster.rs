@@ -442,14 +442,28 @@ pub async fn end_cluster(description: &ClusterDescription, glusterds: &mut [Chil
     // of this cluster runs.
     for _ in 0..5 {
         let ours = cluster_processes(&description.state_dir);
-        if ours.is_empty() {
+        // The glusterd processes this run started, by the pids it holds.
+        let mut started: Vec<i32> = Vec::new();
+        for child in glusterds.iter_mut() {
+            if child.try_wait().is_ok_and(|status| status.is_none())
+                && let Some(id) = child.id()
+            {
+                started.push(id as i32);
+            }
+        }
+        if ours.is_empty() && started.is_empty() {
             break;
         }
         let sockets: Vec<PathBuf> = ours
             .iter()
             .flat_map(|(_, argv)| brick_sockets(argv))
             .collect();
-        let pids: Vec<i32> = ours.iter().map(|(pid, _)| *pid).collect();
+        let mut pids: Vec<i32> = ours.iter().map(|(pid, _)| *pid).collect();
+        for pid in started {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
         end_processes(&pids).await;
         for child in glusterds.iter_mut() {
             let _ = child.try_wait();
@@ -494,11 +508,12 @@ fn unmount_cluster_mounts(addresses: &[String]) {
 }
 
 /// The cluster's gluster daemons (glusterd, bricks, self-heal and other
-/// daemons glusterd starts): gluster processes whose pid file (`-p X`,
-/// `--pid-file X`, `--pid-file=X`) lies inside the state directory, by path
-/// components, and holds their own pid. Nothing else is ever signalled: not
-/// this process, not whoever started it, not a gluster process that merely
-/// mentions the state directory.
+/// daemons glusterd starts): gluster processes told to write their pid file
+/// or log (`-p`, `--pid-file`, `-l`, `--log-file`) inside the state
+/// directory, compared by path components. Nothing else is ever signalled:
+/// not this process, not whoever started it, not a gluster process whose
+/// arguments merely mention the state directory. (A pid file alone is not
+/// enough: glusterd removes a self-heal daemon's when its volume goes.)
 fn cluster_processes(state_dir: &Path) -> Vec<(i32, Vec<String>)> {
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -518,24 +533,28 @@ fn cluster_processes(state_dir: &Path) -> Vec<(i32, Vec<String>)> {
             if !matches!(program, "glusterd" | "glusterfsd" | "glusterfs") {
                 return None;
             }
-            let pid_file = pid_file_of(&argv)?;
-            let holds_pid = std::fs::read_to_string(&pid_file)
-                .is_ok_and(|text| text.trim().parse::<i32>().ok() == Some(pid));
-            (pid_file.starts_with(state_dir) && holds_pid).then_some((pid, argv))
+            let ours = own_files(&argv).iter().any(|f| f.starts_with(state_dir));
+            ours.then_some((pid, argv))
         })
         .collect()
 }
 
-/// The pid file a gluster daemon was told to write.
-fn pid_file_of(argv: &[String]) -> Option<PathBuf> {
-    argv.iter().enumerate().find_map(|(i, arg)| {
-        if let Some(path) = arg.strip_prefix("--pid-file=") {
-            return Some(PathBuf::from(path));
+/// The files a gluster daemon was told to write: its pid file and its log.
+fn own_files(argv: &[String]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for (i, arg) in argv.iter().enumerate() {
+        for option in ["--pid-file=", "--log-file="] {
+            if let Some(path) = arg.strip_prefix(option) {
+                files.push(PathBuf::from(path));
+            }
         }
-        matches!(arg.as_str(), "-p" | "--pid-file")
-            .then(|| argv.get(i + 1).map(PathBuf::from))
-            .flatten()
-    })
+        if matches!(arg.as_str(), "-p" | "--pid-file" | "-l" | "--log-file")
+            && let Some(path) = argv.get(i + 1)
+        {
+            files.push(PathBuf::from(path));
+        }
+    }
+    files
 }
 
 /// The unix sockets gluster daemons create under /var/run/gluster (`-S`).
@@ -606,24 +625,25 @@ mod tests {
     }
 
     #[test]
-    fn pid_files_from_real_command_lines() {
+    fn own_files_from_real_command_lines() {
         let argv = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
-        let brick = argv(
-            "/usr/sbin/glusterfsd -s 127.77.1.1 --volfile-id v1.127.77.1.1.x -p /st/nodes/n1/run/x.pid -S /var/run/gluster/b.socket",
+        let shd = argv(
+            "/usr/sbin/glusterfs -s 127.213.13.1 --volfile-id shd/csi-pvc-1 -p /st/nodes/n1/run/shd/csi-pvc-1/csi-pvc-1-shd.pid -l /st/nodes/n1/log/glustershd.log -S /var/run/gluster/fdd783b2c28b4e86.socket --process-name glustershd",
         );
         assert_eq!(
-            pid_file_of(&brick),
-            Some(PathBuf::from("/st/nodes/n1/run/x.pid"))
+            own_files(&shd),
+            [
+                PathBuf::from("/st/nodes/n1/run/shd/csi-pvc-1/csi-pvc-1-shd.pid"),
+                PathBuf::from("/st/nodes/n1/log/glustershd.log")
+            ]
         );
-        let glusterd = argv("glusterd --no-daemon --pid-file=/st/nodes/n1/run/glusterd.pid");
-        assert_eq!(
-            pid_file_of(&glusterd),
-            Some(PathBuf::from("/st/nodes/n1/run/glusterd.pid"))
+        let glusterd = argv(
+            "glusterd --no-daemon --log-file=/st/l/glusterd.log --pid-file=/st/r/glusterd.pid",
         );
-        assert_eq!(
-            pid_file_of(&argv("glusterfs --log-file=/st/x.log /mnt")),
-            None
-        );
+        assert_eq!(own_files(&glusterd).len(), 2);
+        // Naming the state directory in any other way does not count.
+        let impostor = argv("/tmp/bin/glusterfs -f /st/cluster.json --pid=1");
+        assert!(own_files(&impostor).is_empty());
         // Inside the state directory by components, not by text.
         assert!(!Path::new("/st-other/x.pid").starts_with("/st"));
     }
