@@ -36,6 +36,7 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
         endpoint = %args.common.endpoint,
         glusterd = ?args.glusterd_access,
         brick_cleanup = ?args.brick_cleanup,
+        isolation = %provisioner.isolation().describe(),
         "controller serving"
     );
     let services = Services {

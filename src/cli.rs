@@ -201,6 +201,62 @@ pub struct ControllerArgs {
     /// set `allowRootFilesystemBricks`; `volume create` then gets `force`.
     #[arg(long, env = "GLUSTERFS_CSI_ALLOW_ROOT_FILESYSTEM_BRICKS")]
     pub allow_root_filesystem_bricks: bool,
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
+}
+
+/// Tenant isolation of the volumes the controller creates (set before
+/// their first start; see docs/storageclass.md).
+#[derive(Args, Debug, Clone)]
+pub struct IsolationArgs {
+    /// Addresses of every node that mounts volumes: IPv4 addresses or
+    /// a.b.c.* wildcards (no CIDR). New volumes get `auth.allow` = their
+    /// servers plus these.
+    #[arg(long, env = "GLUSTERFS_CSI_CLIENT_ADDRESSES", value_delimiter = ',')]
+    pub client_addresses: Vec<String>,
+    /// TLS between FUSE clients and bricks on new volumes (`client.ssl`,
+    /// `server.ssl`, `auth.ssl-allow`); needs --tls-server-names and
+    /// --tls-client-names.
+    #[arg(long, env = "GLUSTERFS_CSI_TLS")]
+    pub tls: bool,
+    /// Directory with glusterfs.pem, glusterfs.key and glusterfs.ca: the
+    /// server certificate on every Gluster server, the client certificate
+    /// in every node plugin (same path).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_TLS_DIR",
+        default_value = "/etc/glusterfs-csi/tls"
+    )]
+    pub tls_dir: String,
+    /// Common names of the Gluster servers' certificates (the self-heal
+    /// daemon connects to bricks with them).
+    #[arg(long, env = "GLUSTERFS_CSI_TLS_SERVER_NAMES", value_delimiter = ',')]
+    pub tls_server_names: Vec<String>,
+    /// Common names of the node plugins' certificates; `*` wildcards allowed
+    /// (`csi-node-*`).
+    #[arg(long, env = "GLUSTERFS_CSI_TLS_CLIENT_NAMES", value_delimiter = ',')]
+    pub tls_client_names: Vec<String>,
+}
+
+impl IsolationArgs {
+    /// The same settings as command-line flags (`dev` hands them to its
+    /// controller).
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut list = |flag: &str, values: &[String]| {
+            if !values.is_empty() {
+                flags.push(format!("--{flag}={}", values.join(",")));
+            }
+        };
+        list("client-addresses", &self.client_addresses);
+        list("tls-server-names", &self.tls_server_names);
+        list("tls-client-names", &self.tls_client_names);
+        flags.push(format!("--tls-dir={}", self.tls_dir));
+        if self.tls {
+            flags.push("--tls".into());
+        }
+        flags
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -330,6 +386,9 @@ pub struct DevArgs {
     /// The gluster CLI binary.
     #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
     pub gluster_cli: PathBuf,
+    /// Isolation for the dev controller's volumes (off unless given).
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -395,5 +454,42 @@ mod tests {
             "controller",
             "--allow-root-filesystem-bricks"
         ]));
+    }
+
+    #[test]
+    fn isolation_flags_survive_the_trip_through_dev() {
+        let argv = [
+            "glusterfs-csi",
+            "dev",
+            "--client-addresses",
+            "10.0.0.1,10.0.1.*",
+            "--tls",
+            "--tls-dir=/tmp/certs",
+            "--tls-server-names=gluster-server",
+            "--tls-client-names",
+            "csi-node-*,other",
+        ];
+        let Mode::Dev(dev) = Cli::try_parse_from(argv).unwrap().mode else {
+            unreachable!()
+        };
+        let controller = ["glusterfs-csi".to_string(), "controller".to_string()]
+            .into_iter()
+            .chain(dev.isolation.to_flags());
+        let Mode::Controller(args) = Cli::try_parse_from(controller).unwrap().mode else {
+            unreachable!()
+        };
+        let isolation = args.isolation;
+        assert_eq!(isolation.client_addresses, ["10.0.0.1", "10.0.1.*"]);
+        assert!(isolation.tls);
+        assert_eq!(isolation.tls_dir, "/tmp/certs");
+        assert_eq!(isolation.tls_server_names, ["gluster-server"]);
+        assert_eq!(isolation.tls_client_names, ["csi-node-*", "other"]);
+        let Mode::Dev(plain) = Cli::try_parse_from(["glusterfs-csi", "dev"]).unwrap().mode else {
+            unreachable!()
+        };
+        assert_eq!(
+            plain.isolation.to_flags(),
+            ["--tls-dir=/etc/glusterfs-csi/tls"]
+        );
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tonic::Code;
 
 use crate::controller::{
-    BrickError, BrickRootReport, BrickServers, Provisioner, ProvisionerConfig, RootCheck,
+    BrickError, BrickRootReport, BrickServers, Isolation, Provisioner, ProvisionerConfig, RootCheck,
 };
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
@@ -42,6 +42,8 @@ struct GlusterState {
     refuse_create: Option<GlusterError>,
     /// Clients connected to each volume.
     clients: BTreeMap<String, VolumeClients>,
+    /// `volume set` of this key fails as glusterd refuses a value.
+    refused_key: Option<String>,
 }
 
 impl FakeGlusterd {
@@ -77,6 +79,11 @@ impl FakeGlusterd {
 
     pub fn refuse_next_create(&self, error: GlusterError) {
         self.state.lock().unwrap().refuse_create = Some(error);
+    }
+
+    /// Every `volume set` of `key` fails, as glusterd refuses a bad value.
+    pub fn refuse_option(&self, key: &str) {
+        self.state.lock().unwrap().refused_key = Some(key.to_string());
     }
 
     pub fn set_clients(&self, volume: &str, clients: VolumeClients) {
@@ -211,13 +218,15 @@ impl Glusterd for FakeGlusterd {
     ) -> Result<(), GlusterError> {
         self.write(&volume_set_words(volume, options))?;
         let mut state = self.state.lock().unwrap();
+        let refused = state.refused_key.clone();
         let info = state
             .volumes
             .get_mut(volume)
             .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
         // glusterd validates values; sizes must be numbers.
         if let Some((key, value)) = options.iter().find(|(k, v)| {
-            k.ends_with("cache-size") && !v.starts_with(|c: char| c.is_ascii_digit())
+            (k.ends_with("cache-size") && !v.starts_with(|c: char| c.is_ascii_digit()))
+                || refused.as_ref() == Some(k)
         }) {
             return Err(GlusterError::Rejected {
                 command: "volume set".into(),
@@ -410,6 +419,20 @@ pub fn provisioner() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
 pub fn provisioner_allowing_root_filesystem(
     allow: bool,
 ) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
+    provisioner_with(allow, Isolation::off())
+}
+
+/// [`provisioner`] with tenant isolation.
+pub fn provisioner_isolated(
+    isolation: Isolation,
+) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
+    provisioner_with(false, isolation)
+}
+
+fn provisioner_with(
+    allow: bool,
+    isolation: Isolation,
+) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
     let glusterd = FakeGlusterd::three_servers();
     let bricks = Arc::new(FakeBricks::default());
     let provisioner = Provisioner::new(
@@ -421,6 +444,7 @@ pub fn provisioner_allowing_root_filesystem(
             mount_options: Vec::new(),
             allow_root_filesystem_bricks: allow,
             in_use_patience: std::time::Duration::from_millis(100),
+            isolation,
         },
     );
     (provisioner, glusterd, bricks)

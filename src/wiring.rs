@@ -9,9 +9,11 @@ use crate::AppResult;
 use crate::bricks::ssh::SshBrickServers;
 use crate::bricks::{AgentBrickServers, AgentToken, BrickAgentService, BrickRootsSeen};
 use crate::cli::{
-    BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, MounterChoice, NodeArgs, SshArgs,
+    BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, IsolationArgs, MounterChoice,
+    NodeArgs, SshArgs,
 };
-use crate::controller::{BrickServers, Provisioner, ProvisionerConfig};
+use crate::controller::isolation::IsolationFlags;
+use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SshCli, SshConfig};
@@ -35,6 +37,18 @@ fn ssh_config(args: &SshArgs) -> Result<SshConfig, String> {
         .validate()
         .map_err(|e| format!("ssh settings: {e}"))?;
     Ok(config)
+}
+
+/// The tenant isolation settings, checked before anything starts.
+pub fn isolation(args: &IsolationArgs) -> Result<Isolation, String> {
+    Isolation::from_flags(IsolationFlags {
+        client_addresses: &args.client_addresses,
+        tls: args.tls,
+        tls_dir: &args.tls_dir,
+        tls_server_names: &args.tls_server_names,
+        tls_client_names: &args.tls_client_names,
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// A glusterd client over a pool of CLI sessions on a local socket.
@@ -65,6 +79,7 @@ pub fn provisioner(
         .map_err(|e| format!("--default-brick-root: {e}"))?;
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
         .map_err(|e| format!("--mount-options: {e}"))?;
+    let isolation = isolation(&args.isolation)?;
     let timeout = Duration::from_secs(args.glusterd.gluster_timeout_seconds);
     let glusterd: Arc<dyn Glusterd> = match args.glusterd_access {
         GlusterdAccess::Socket => glusterd_client(
@@ -115,6 +130,7 @@ pub fn provisioner(
             mount_options: args.mount_options.clone(),
             allow_root_filesystem_bricks: args.allow_root_filesystem_bricks,
             in_use_patience: crate::controller::IN_USE_PATIENCE,
+            isolation,
         },
     )))
 }

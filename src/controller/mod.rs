@@ -3,6 +3,7 @@
 
 pub mod bricks;
 pub mod error;
+pub mod isolation;
 pub mod params;
 pub mod placement;
 #[cfg(test)]
@@ -21,6 +22,7 @@ use crate::ownership::{
 use crate::volume_context::VolumeContext;
 pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootCheck};
 pub use error::ControllerError;
+pub use isolation::Isolation;
 pub use params::StorageClassParams;
 
 /// How long a delete waits for clients to go (a node that just unstaged)
@@ -45,6 +47,8 @@ pub struct ProvisionerConfig {
     /// How long a delete waits for clients to go (a node that unstaged a
     /// moment ago) and for glusterd to say who they are, before refusing.
     pub in_use_patience: Duration,
+    /// Who may connect to new volumes (`auth.allow`, TLS); off by default.
+    pub isolation: Isolation,
 }
 
 /// Requested capacity; 0 means "not given" for either bound.
@@ -111,6 +115,11 @@ impl Provisioner {
         }
     }
 
+    /// What new volumes get to keep other clients out.
+    pub fn isolation(&self) -> &Isolation {
+        &self.config.isolation
+    }
+
     /// glusterd answers (asked every time: nothing cached).
     pub async fn probe(&self) -> Result<(), ControllerError> {
         self.glusterd
@@ -131,6 +140,9 @@ impl Provisioner {
                 reason: e.to_string(),
             })
         })?;
+        self.config
+            .isolation
+            .check_volume_options(&request.params.volume_options)?;
         if !request.params.volume_options.is_empty() {
             let settable = self
                 .glusterd
@@ -344,6 +356,8 @@ impl Provisioner {
         let size = request.capacity.size();
         let finished = async {
             self.mark(name, request, size).await?;
+            self.isolate(name, &self.config.isolation.volume_options(&servers))
+                .await?;
             self.apply_options(name, request).await?;
             self.start(name).await
         }
@@ -476,10 +490,22 @@ impl Provisioner {
         if !missing.is_empty() {
             self.set_options(&name, &missing).await?;
         }
-        if existing.status != VolumeStatus::Started {
-            self.start(&name).await?;
-        }
         let servers: Vec<String> = existing.bricks.iter().map(|b| b.host.clone()).collect();
+        let isolation: Vec<(String, String)> = self
+            .config
+            .isolation
+            .volume_options(&servers)
+            .into_iter()
+            .filter(|(key, value)| existing.options.get(key) != Some(value))
+            .collect();
+        if existing.status != VolumeStatus::Started {
+            self.isolate(&name, &isolation).await?;
+            self.start(&name).await?;
+        } else if !isolation.is_empty() {
+            // TLS cannot be turned on under running bricks; a volume made
+            // under other settings keeps them (docs: existing volumes).
+            tracing::warn!(volume = %name, differing = ?isolation, "volume was started before the current isolation settings; left as it is");
+        }
         Ok(ProvisionedVolume {
             capacity_bytes: size,
             context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
@@ -580,6 +606,25 @@ impl Provisioner {
             return Ok(());
         }
         self.set_options(name, &request.params.volume_options).await
+    }
+
+    /// Sets the isolation options, before the first start: bricks started
+    /// without `server.ssl` stay plaintext.
+    async fn isolate(
+        &self,
+        name: &VolumeName,
+        options: &[(String, String)],
+    ) -> Result<(), ControllerError> {
+        if options.is_empty() {
+            return Ok(());
+        }
+        self.glusterd
+            .set_options(name.as_str(), options)
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "setting the tenant isolation options (--client-addresses, --tls) on gluster \
+                 volume {name}"
+            )))
     }
 
     async fn set_options(

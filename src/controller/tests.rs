@@ -528,3 +528,141 @@ async fn glusterd_refusing_the_root_partition_explains_the_opt_in() {
     );
     assert_eq!(bricks.removed().len(), 3, "half-made bricks removed");
 }
+
+/// Isolation from flags: client addresses, and TLS when `tls`.
+fn isolation(addresses: &[&str], tls: bool) -> isolation::Isolation {
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (addresses, servers, clients) = (
+        strings(addresses),
+        strings(if tls { &["gluster-server"] } else { &[] }),
+        strings(if tls { &["csi-node-*"] } else { &[] }),
+    );
+    isolation::Isolation::from_flags(isolation::IsolationFlags {
+        client_addresses: &addresses,
+        tls,
+        tls_dir: "/etc/glusterfs-csi/tls",
+        tls_server_names: &servers,
+        tls_client_names: &clients,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn isolation_is_set_after_the_marks_and_before_the_first_start() {
+    let (provisioner, glusterd, _) = fakes::provisioner_isolated(isolation(&["10.0.0.9"], true));
+    let request = request("pvc-1", &[("volumeOptions", "performance.cache-size=1MB")]);
+    let first = provisioner.create(&request).await.unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        [
+            "volume create csi-pvc-1",
+            "volume set csi-pvc-1 user.csi.name pvc-1 user.csi.size 1073741824",
+            "volume set csi-pvc-1 auth.allow 10.0.0.9 \
+             ssl.own-cert /etc/glusterfs-csi/tls/glusterfs.pem \
+             ssl.private-key /etc/glusterfs-csi/tls/glusterfs.key \
+             ssl.ca-list /etc/glusterfs-csi/tls/glusterfs.ca \
+             auth.ssl-allow gluster-server,csi-node-* client.ssl on server.ssl on",
+            "volume set csi-pvc-1 performance.cache-size 1MB",
+            "volume start csi-pvc-1",
+        ],
+        "servers named by host name (a, b, c) are not in auth.allow"
+    );
+    let writes = glusterd.writes();
+    assert_eq!(provisioner.create(&request).await.unwrap(), first);
+    assert_eq!(glusterd.writes(), writes, "the retry only reads");
+}
+
+#[tokio::test]
+async fn isolation_glusterd_refuses_is_rolled_back() {
+    let (provisioner, glusterd, bricks) =
+        fakes::provisioner_isolated(isolation(&["10.0.0.9"], false));
+    glusterd.refuse_option("auth.allow");
+    let err = provisioner
+        .create(&request("pvc-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("setting the tenant isolation options (--client-addresses, --tls) on gluster volume csi-pvc-1: "),
+        "{err}"
+    );
+    assert!(glusterd.get("csi-pvc-1").is_none(), "rolled back");
+    assert_eq!(bricks.removed().len(), 3);
+    assert!(
+        !glusterd
+            .writes()
+            .iter()
+            .any(|w| w.starts_with("volume start")),
+        "never started without its isolation"
+    );
+}
+
+#[tokio::test]
+async fn storage_classes_cannot_loosen_isolation() {
+    let (provisioner, glusterd, _) = fakes::provisioner_isolated(isolation(&["10.0.0.9"], false));
+    for options in [
+        "auth.allow=*",
+        "auth.reject=10.0.0.1\nserver.ssl=off",
+        "ssl.cipher-list=ALL",
+    ] {
+        let err = provisioner
+            .create(&request("pvc-1", &[("volumeOptions", options)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{options}: {err}");
+        let key = options.split('=').next().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("parameters.volumeOptions: {key:?} decides")),
+            "{err}"
+        );
+    }
+    assert!(
+        glusterd.writes().is_empty(),
+        "refused before anything is made"
+    );
+
+    // Without isolation a StorageClass may set its own allow-list.
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    provisioner
+        .create(&request(
+            "pvc-1",
+            &[("volumeOptions", "auth.allow=10.0.0.*")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        glusterd.get("csi-pvc-1").unwrap().options["auth.allow"],
+        "10.0.0.*"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_create_gets_its_isolation_before_it_starts() {
+    let (provisioner, glusterd, _) = fakes::provisioner_isolated(isolation(&["10.0.0.9"], false));
+    glusterd.insert(volume_info(
+        "csi-pvc-1",
+        VolumeStatus::Created,
+        &[("user.csi.name", "pvc-1"), ("user.csi.size", "1073741824")],
+    ));
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        [
+            "volume set csi-pvc-1 auth.allow 10.0.0.9",
+            "volume start csi-pvc-1"
+        ]
+    );
+
+    // A volume started under other settings is handed out as it is: its
+    // bricks cannot take TLS while they run.
+    glusterd.insert(volume_info(
+        "csi-pvc-2",
+        VolumeStatus::Started,
+        &[("user.csi.name", "pvc-2"), ("user.csi.size", "1073741824")],
+    ));
+    glusterd.clear_writes();
+    provisioner.create(&request("pvc-2", &[])).await.unwrap();
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+}

@@ -19,6 +19,8 @@ use crate::wiring;
 pub use cluster::{ClusterDescription, DevCluster};
 
 pub async fn run(args: DevArgs) -> AppResult<()> {
+    // Bad settings are refused before a cluster is made for nothing.
+    wiring::isolation(&args.isolation)?;
     let mut cluster = DevCluster::start(
         &args.state_dir,
         usize::from(args.nodes),
@@ -56,18 +58,22 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     ];
     let Mode::Controller(controller_args) = parse_mode(
         "controller",
-        common.iter().cloned().chain([
-            "--server-name".to_string(),
-            first.address.clone(),
-            "--default-brick-root".to_string(),
-            description.brick_root.to_string_lossy().into_owned(),
-            "--brick-agent-port".to_string(),
-            port.to_string(),
-            "--brick-agent-token".to_string(),
-            token.clone(),
-            // Dev bricks live under the state directory, on whatever file system holds it.
-            "--allow-root-filesystem-bricks".to_string(),
-        ]),
+        common
+            .iter()
+            .cloned()
+            .chain([
+                "--server-name".to_string(),
+                first.address.clone(),
+                "--default-brick-root".to_string(),
+                description.brick_root.to_string_lossy().into_owned(),
+                "--brick-agent-port".to_string(),
+                port.to_string(),
+                "--brick-agent-token".to_string(),
+                token.clone(),
+                // Dev bricks live under the state directory, on whatever file system holds it.
+                "--allow-root-filesystem-bricks".to_string(),
+            ])
+            .chain(args.isolation.to_flags()),
     )?
     else {
         unreachable!("parsed as controller");
@@ -119,6 +125,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     }
 
     let listener = csi::bind_socket(&description.csi_socket)?;
+    let isolation = provisioner.isolation().describe();
     let services = Services {
         identity: IdentityService::new(
             args.driver_name.clone(),
@@ -132,6 +139,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
         endpoint = %format!("unix://{}", description.csi_socket.display()),
         servers = %description.addresses().join(","),
         brick_root = %description.brick_root.display(),
+        %isolation,
         "dev cluster ready"
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
