@@ -465,6 +465,9 @@ struct MountState {
     calls: Vec<String>,
     /// Mounts to refuse, as when no server answers.
     failing_mounts: u32,
+    /// Mounts that report success but leave nothing mounted, as when the
+    /// servers refuse the client just after mount.glusterfs returns.
+    vanishing_mounts: u32,
 }
 
 impl MountState {
@@ -501,6 +504,11 @@ impl FakeMounter {
         self.state.lock().unwrap().failing_mounts = count;
     }
 
+    /// The next `count` gluster mounts succeed but leave nothing mounted.
+    pub fn vanish_next_mounts(&self, count: u32) {
+        self.state.lock().unwrap().vanishing_mounts = count;
+    }
+
     pub fn mount_foreign(&self, path: &Path) {
         let mut state = self.state.lock().unwrap();
         let id = state.new_id();
@@ -535,6 +543,13 @@ impl Mounter for FakeMounter {
                 volume: source.volume.clone(),
                 servers: source.servers.join(", "),
             });
+        }
+        if state.vanishing_mounts > 0 {
+            state.vanishing_mounts -= 1;
+            state
+                .calls
+                .push(format!("mount (vanished) {}", target.display()));
+            return Ok(());
         }
         state.next_device += 1;
         let device = format!("0:{}", 40 + state.next_device);

@@ -228,8 +228,40 @@ impl NodeVolumes {
                 }
                 .into())
             }
-            other => Ok(other?),
+            other => {
+                other?;
+                self.check_mounted(&source, staging, &log_file).await
+            }
         }
+    }
+
+    /// mount.glusterfs can report success for a client the servers refuse
+    /// a moment later (measured with auth.allow): the staging path must
+    /// hold a live mount of the volume, never a plain directory.
+    async fn check_mounted(
+        &self,
+        source: &GlusterSource,
+        staging: &Path,
+        log_file: &Path,
+    ) -> Result<(), NodeError> {
+        let ours = self
+            .top_mount(staging)?
+            .is_some_and(|m| m.gluster_volume() == Some(source.volume.as_str()));
+        if ours && self.mounter.path_state(staging) != PathState::Disconnected {
+            return Ok(());
+        }
+        if ours {
+            self.mounter.unmount(staging).await?;
+        }
+        Err(MountError::MountFailed {
+            source_desc: source.volume.clone(),
+            target: staging.to_path_buf(),
+            detail: with_client_errors(
+                "mount.glusterfs reported success, but no live mount of the volume is there".into(),
+                log_file,
+            ),
+        }
+        .into())
     }
 
     /// Unmounts the staging path, unless another volume of ours is mounted

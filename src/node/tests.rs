@@ -486,3 +486,50 @@ fn failed_mount_messages_carry_the_client_log_errors() {
     let missing = with_client_errors("Mount failed.".into(), Path::new("/nonexistent.log"));
     assert_eq!(missing, "Mount failed.");
 }
+
+#[tokio::test]
+async fn a_mount_that_reports_success_but_is_not_there_fails_the_stage() {
+    let mounter = Arc::new(FakeMounter::default());
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeVolumes::new(
+        mounter.clone(),
+        Arc::new(FakeLookup::default()),
+        NodeConfig {
+            mount_log_dir: Some(dir.path().join("logs")),
+            ..config(dir.path())
+        },
+    )
+    .unwrap();
+    let staging = dir.path().join("staging");
+    // Written by glusterfs 10.3 for a client auth.allow refused just after
+    // mount.glusterfs had exited 0.
+    let log = mount_log_file(&dir.path().join("logs"), "csi-pvc-1", &staging);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gluster/client_log_auth_failed.log"),
+        &log,
+    )
+    .unwrap();
+    mounter.vanish_next_mounts(1);
+    let request = StageRequest {
+        volume_id: "csi-pvc-1".into(),
+        staging_path: staging.clone(),
+        context: VolumeContext::new("csi-pvc-1", &["a".into()], vec![]).unwrap(),
+        options: MountOptions::default(),
+    };
+    let err = node.stage(&request).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("reported success, but no live mount"),
+        "{text}"
+    );
+    assert!(text.contains("Authentication failed"), "{text}");
+    assert!(node.staged.all().is_empty(), "no record of a failed stage");
+    node.stage(&request).await.unwrap();
+    assert_eq!(
+        node.top_mount(&staging).unwrap().unwrap().fs_type,
+        "fuse.glusterfs"
+    );
+}
