@@ -553,10 +553,35 @@ fn with_client_errors(detail: String, log_file: &Path) -> String {
         .map(|l| l.split_once("] E [").map_or(l, |(_, rest)| rest))
         .collect();
     let last: Vec<&str> = errors.iter().rev().take(3).rev().copied().collect();
+    let detail = match refusal_hint(&errors) {
+        Some(hint) => format!("{detail} ({hint})"),
+        None => detail,
+    };
     if last.is_empty() {
         detail
     } else {
         format!("{detail}; client log: {}", last.join(" | "))
+    }
+}
+
+/// What a client log's errors say about a refusal by the volume's
+/// isolation settings, in words an operator can act on.
+fn refusal_hint(errors: &[&str]) -> Option<&'static str> {
+    let any = |text: &str| errors.iter().any(|e| e.contains(text));
+    if any("could not load our cert") || any("could not load private key") {
+        Some(
+            "this node has no TLS certificate and key where the volume's ssl.own-cert and \
+             ssl.private-key name them: mount the node certificate Secret there",
+        )
+    } else if any("remote-error=Authentication failed") {
+        Some(
+            "the servers refused this client: its address is not in the volume's auth.allow, \
+             or its certificate's common name is not in auth.ssl-allow",
+        )
+    } else if any("certificate verify failed") {
+        Some("this node does not trust the servers' certificate: check its CA (glusterfs.ca)")
+    } else {
+        None
     }
 }
 

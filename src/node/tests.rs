@@ -487,6 +487,40 @@ fn failed_mount_messages_carry_the_client_log_errors() {
     assert_eq!(missing, "Mount failed.");
 }
 
+#[test]
+fn refusals_by_the_volumes_isolation_are_explained() {
+    // Written by glusterfs 10.3: a client whose address auth.allow does not
+    // list, and one with TLS on and no certificate at ssl.own-cert.
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/gluster/{name}"))
+    };
+    let refused = with_client_errors(
+        "Mount failed.".into(),
+        &fixture("client_log_auth_failed.log"),
+    );
+    assert!(
+        refused
+            .starts_with("Mount failed. (the servers refused this client: its address is not in"),
+        "{refused}"
+    );
+    let no_cert = with_client_errors(
+        "Mount failed.".into(),
+        &fixture("client_log_no_certificate.log"),
+    );
+    assert!(
+        no_cert.starts_with("Mount failed. (this node has no TLS certificate"),
+        "{no_cert}"
+    );
+    let missing = with_client_errors(
+        "Mount failed.".into(),
+        &fixture("client_log_missing_volume.log"),
+    );
+    assert!(
+        missing.starts_with("Mount failed.; client log: "),
+        "no hint for other failures: {missing}"
+    );
+}
+
 #[tokio::test]
 async fn a_mount_that_reports_success_but_is_not_there_fails_the_stage() {
     let mounter = Arc::new(FakeMounter::default());
