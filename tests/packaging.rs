@@ -311,6 +311,14 @@ fn chart_refuses_inconsistent_values() {
             "brickAgent:\n  listenAddress: hostIP\nnode:\n  hostNetwork: false\n",
             "hostIP needs node.hostNetwork",
         ),
+        (
+            "isolation:\n  tls:\n    enabled: true\n    serverNames: [s]\n",
+            "needs isolation.tls.serverNames and isolation.tls.clientNames",
+        ),
+        (
+            "isolation:\n  tls:\n    enabled: true\n    source: configMap\n",
+            "isolation.tls.source must be hostPath or secret",
+        ),
     ] {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), values).unwrap();

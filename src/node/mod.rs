@@ -544,13 +544,15 @@ fn mount_log_file(dir: &Path, volume: &str, staging: &Path) -> PathBuf {
 /// mount.glusterfs only says "Mount failed"; the reason is in the FUSE
 /// client's log. Adds its last error lines.
 fn with_client_errors(detail: String, log_file: &Path) -> String {
-    let Ok(text) = std::fs::read_to_string(log_file) else {
+    let Some(text) = log_tail(log_file) else {
         return detail;
     };
     let errors: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("] E ["))
         .map(|l| l.split_once("] E [").map_or(l, |(_, rest)| rest))
+        // A call-stack dump adds nothing an operator can act on.
+        .map(|l| l.split_once(" (--> ").map_or(l, |(head, _)| head))
         .collect();
     let last: Vec<&str> = errors.iter().rev().take(3).rev().copied().collect();
     let detail = match refusal_hint(&errors) {
@@ -563,6 +565,21 @@ fn with_client_errors(detail: String, log_file: &Path) -> String {
         format!("{detail}; client log: {}", last.join(" | "))
     }
 }
+
+/// The last [`LOG_TAIL_BYTES`] of a FUSE client log: what this mount
+/// attempt wrote, without reading a log that grew for months.
+fn log_tail(log_file: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log_file).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(LOG_TAIL_BYTES)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut tail).ok()?;
+    Some(String::from_utf8_lossy(&tail).into_owned())
+}
+
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 /// What a client log's errors say about a refusal by the volume's
 /// isolation settings, in words an operator can act on.
@@ -577,6 +594,11 @@ fn refusal_hint(errors: &[&str]) -> Option<&'static str> {
         Some(
             "the servers refused this client: its address is not in the volume's auth.allow, \
              or its certificate's common name is not in auth.ssl-allow",
+        )
+    } else if any("alert unknown ca") {
+        Some(
+            "the servers do not trust this node's certificate: it is not signed by the CA in \
+             their glusterfs.ca",
         )
     } else if any("certificate verify failed") {
         Some("this node does not trust the servers' certificate: check its CA (glusterfs.ca)")

@@ -239,6 +239,41 @@ def wiring(directory):
                         problems.append(f"{where}: brick root {source.get('path')} would be created if missing (hostPath type {source.get('type')}, not Directory)")
     if len(set(token_secrets.values())) > 1:
         problems.append(f"the brick agent token comes from different Secrets: {token_secrets}")
+    problems.extend(tls_wiring(directory))
+    return problems
+
+
+def tls_wiring(directory):
+    """With --tls, every node plugin holds a certificate, key and CA where
+    the controller names them in the volumes' ssl.* options."""
+    workloads = [doc for _, doc in documents(directory) if doc["kind"] in ("StatefulSet", "DaemonSet")]
+    controllers = [doc for doc in workloads if doc["kind"] == "StatefulSet"]
+    args = next(c for c in controllers[0]["spec"]["template"]["spec"]["containers"] if c["name"] == "glusterfs-csi")["args"]
+    if "--tls" not in args:
+        return []
+    tls_dir = flag(args, "tls-dir") or "/etc/glusterfs-csi/tls"
+    problems = []
+    for doc in workloads:
+        if doc["kind"] != "DaemonSet":
+            continue
+        where = f"DaemonSet/{doc['metadata']['name']}"
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        driver = next(c for c in pod["containers"] if c["name"] == "glusterfs-csi")
+        found = mounted(driver, volumes, tls_dir)
+        if not found or found[0]["mountPath"] != tls_dir:
+            problems.append(f"{where}: nothing mounted at --tls-dir {tls_dir}")
+            continue
+        source = found[1] or {}
+        if "hostPath" in source:
+            if source["hostPath"].get("path") != tls_dir:
+                problems.append(f"{where}: {tls_dir} comes from host path {source['hostPath'].get('path')}")
+        elif "secret" in source:
+            files = sorted(item["path"] for item in source["secret"].get("items", []))
+            if files != ["glusterfs.ca", "glusterfs.key", "glusterfs.pem"]:
+                problems.append(f"{where}: the TLS Secret gives {files}, not glusterfs.pem/.key/.ca")
+        else:
+            problems.append(f"{where}: {tls_dir} is neither a host path nor a Secret")
     return problems
 
 
