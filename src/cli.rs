@@ -169,6 +169,10 @@ pub struct ControllerArgs {
     /// Name the other peers use for the local glusterd; asked of them if unset.
     #[arg(long, env = "GLUSTERFS_CSI_SERVER_NAME")]
     pub server_name: Option<String>,
+    /// This node's address (the chart passes the pod's status.hostIP): the
+    /// server's name in a single-server pool, where no other peer can tell.
+    #[arg(long, env = "GLUSTERFS_CSI_NODE_ADDRESS")]
+    pub node_address: Option<String>,
     /// Brick root for StorageClasses that set no `brickRoot`.
     #[arg(
         long,

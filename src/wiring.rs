@@ -56,6 +56,7 @@ pub fn glusterd_client(
     args: &GlusterdArgs,
     sessions: usize,
     server_name: Option<String>,
+    node_address: Option<String>,
 ) -> Arc<GlusterCli> {
     let transport = SessionPool::new(
         args.gluster_cli.clone(),
@@ -63,12 +64,15 @@ pub fn glusterd_client(
         Duration::from_secs(args.gluster_timeout_seconds),
         sessions,
     );
-    Arc::new(GlusterCli::new(
-        Arc::new(transport),
-        args.gluster_cli.clone(),
-        server_name,
-        LockRetry::default(),
-    ))
+    Arc::new(
+        GlusterCli::new(
+            Arc::new(transport),
+            args.gluster_cli.clone(),
+            server_name,
+            LockRetry::default(),
+        )
+        .with_lone_name(node_address),
+    )
 }
 
 pub fn provisioner(
@@ -80,12 +84,21 @@ pub fn provisioner(
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
         .map_err(|e| format!("--mount-options: {e}"))?;
     let isolation = isolation(&args.isolation)?;
+    for (flag, name) in [
+        ("--server-name", &args.server_name),
+        ("--node-address", &args.node_address),
+    ] {
+        if let Some(name) = name.as_deref().filter(|n| !crate::names::is_host_name(n)) {
+            return Err(format!("{flag}: {name:?} is not a host name or IP address").into());
+        }
+    }
     let timeout = Duration::from_secs(args.glusterd.gluster_timeout_seconds);
     let glusterd: Arc<dyn Glusterd> = match args.glusterd_access {
         GlusterdAccess::Socket => glusterd_client(
             &args.glusterd,
             args.gluster_sessions,
             args.server_name.clone(),
+            args.node_address.clone(),
         ),
         GlusterdAccess::Ssh => {
             if args.ssh.ssh_servers.is_empty() {
@@ -193,7 +206,7 @@ pub async fn serve_brick_agent(
     roots: BrickRootsSeen,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> AppResult<()> {
-    let service = BrickAgentService::new(glusterd_client(glusterd, 2, None), token, roots);
+    let service = BrickAgentService::new(glusterd_client(glusterd, 2, None, None), token, roots);
     tonic::transport::Server::builder()
         .add_service(BrickAgentServer::new(service))
         .serve_with_incoming_shutdown(

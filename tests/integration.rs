@@ -141,7 +141,8 @@ async fn lifecycle_replicates_data_and_leaves_nothing_behind() {
 }
 
 /// glusterd with the primary server's daemon down: staging still works and
-/// the node does not pay gluster's fixed wait on the dead primary.
+/// the node does not pay gluster's fixed wait on the dead primary; after the
+/// controller's own glusterd restarts, the next create succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_succeeds_with_the_primary_glusterd_down() {
     let mut driver = DevDriver::start().await;
@@ -223,17 +224,25 @@ async fn staging_succeeds_with_the_primary_glusterd_down() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Restarted, it makes a new socket at the same path: the very next
+    // create works (the controller holds no connection to the old one).
     driver.start_glusterd(&own);
-
-    controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-            ..Default::default()
-        })
+    let after_restart = controller
+        .create_volume(create_request(&pvc_name(), &[]))
         .await
+        .expect("the first CreateVolume after glusterd restarted")
+        .into_inner()
+        .volume
         .unwrap();
-    for server in driver.cluster.addresses() {
-        assert!(!driver.brick_dir(&server, &volume.volume_id).exists());
+
+    for volume in [&volume, &after_restart] {
+        controller
+            .delete_volume(delete_volume_request(volume))
+            .await
+            .unwrap();
+        for server in driver.cluster.addresses() {
+            assert!(!driver.brick_dir(&server, &volume.volume_id).exists());
+        }
     }
 }
 

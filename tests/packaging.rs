@@ -151,6 +151,50 @@ fn values_file(text: &str) -> tempfile::NamedTempFile {
 }
 
 #[test]
+fn everything_goes_into_the_release_namespace_which_the_chart_never_owns() {
+    for values in VALUE_SETS {
+        let out = tempfile::tempdir().unwrap();
+        let mut args = vec!["render", out.path().to_str().unwrap()];
+        args.extend(values);
+        let output = Command::new("python3")
+            .arg(root().join("tests/helm/chart.py"))
+            .args(&args)
+            .env("GLUSTERFS_CSI_RELEASE_NAMESPACE", "storage-system")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for (name, text) in yaml_files(out.path()) {
+            for document in text.split("\n---").filter(|d| d.contains("kind:")) {
+                let kind = document
+                    .lines()
+                    .find_map(|l| l.strip_prefix("kind: "))
+                    .unwrap();
+                assert_ne!(
+                    kind, "Namespace",
+                    "{values:?} {name}: helm --create-namespace makes it"
+                );
+                let cluster_scoped = [
+                    "CSIDriver",
+                    "StorageClass",
+                    "ClusterRole",
+                    "ClusterRoleBinding",
+                ];
+                if !cluster_scoped.contains(&kind) {
+                    assert!(
+                        document.contains("\n  namespace: storage-system\n"),
+                        "{values:?} {name}: {kind} outside the release namespace"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn the_chart_makes_a_random_token_and_keeps_an_existing_one() {
     let first = rendered_token(None).expect("the default render makes the Secret");
     let second = rendered_token(None).unwrap();
@@ -169,7 +213,7 @@ fn the_chart_makes_a_random_token_and_keeps_an_existing_one() {
     // lookup finds the installed Secret shows what an upgrade renders.
     let template = root().join("helm/glusterfs-csi/templates/22-brick-agent-token.yaml");
     let text = std::fs::read_to_string(&template).unwrap();
-    let lookup = r#"lookup "v1" "Secret" .Values.namespace $name"#;
+    let lookup = r#"lookup "v1" "Secret" .Release.Namespace $name"#;
     assert_eq!(text.matches(lookup).count(), 1, "{text}");
     let chart = tempfile::tempdir().unwrap();
     let status = Command::new("cp")

@@ -39,6 +39,9 @@ pub struct GlusterCli {
     /// Name the other peers know the local glusterd by, when configured
     /// (`--server-name`; only for a transport that never fails over).
     server_name: Option<String>,
+    /// The name to use when glusterd has no other peer that could say
+    /// (a single-server pool): this node's address (`--node-address`).
+    lone_name: Option<String>,
     /// Peer names by uuid, as peers report each other. glusterd calls itself
     /// "localhost"; its real name is what the others call it.
     names: Mutex<HashMap<String, String>>,
@@ -90,10 +93,18 @@ impl GlusterCli {
             transport,
             program: program.into(),
             server_name,
+            lone_name: None,
             names: Mutex::new(HashMap::new()),
             settable: OnceCell::new(),
             retry,
         }
+    }
+
+    /// The name of this server in a pool of one, where no other peer can
+    /// tell it (brick host names of new volumes).
+    pub fn with_lone_name(mut self, name: Option<String>) -> Self {
+        self.lone_name = name;
+        self
     }
 
     /// A client running one `gluster` process per command against `address`.
@@ -159,6 +170,19 @@ impl GlusterCli {
         self.remember(peers);
         if let Some(name) = self.known_name(&local.uuid) {
             return Ok(Some(name));
+        }
+        if peers.iter().all(|p| p.is_local) {
+            // Nobody else to ask, and nobody else who must reach the bricks.
+            return match &self.lone_name {
+                Some(name) => Ok(Some(name.clone())),
+                None => Err(GlusterError::Unreachable {
+                    target: self.transport.describe(),
+                    detail: "glusterd has no other peer to say this server's name (a \
+                             single-server pool); configure it with --server-name, or give \
+                             --node-address"
+                        .into(),
+                }),
+            };
         }
         let mut last_error = None;
         for peer in peers.iter().filter(|p| !p.is_local && p.connected) {
@@ -377,4 +401,61 @@ fn jittered(wait: Duration) -> Duration {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     wait / 2 + wait.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every command with one captured output.
+    struct Canned(&'static str);
+
+    #[async_trait]
+    impl CliTransport for Canned {
+        async fn run(&self, _: &CliCommand) -> Result<String, GlusterError> {
+            Ok(self.0.to_string())
+        }
+        fn describe(&self) -> String {
+            "canned".into()
+        }
+    }
+
+    const SINGLE: &str = include_str!("../../tests/fixtures/gluster/pool_list_single.xml");
+
+    #[tokio::test]
+    async fn a_pool_of_one_names_its_server_by_the_node_address() {
+        let cli = GlusterCli::new(
+            Arc::new(Canned(SINGLE)),
+            "gluster",
+            None,
+            LockRetry::default(),
+        )
+        .with_lone_name(Some("192.168.1.31".into()));
+        let peers = cli.peers().await.unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].hostname, "192.168.1.31");
+        assert!(peers[0].is_local && peers[0].connected);
+
+        let configured = GlusterCli::new(
+            Arc::new(Canned(SINGLE)),
+            "gluster",
+            Some("gluster-1".into()),
+            LockRetry::default(),
+        )
+        .with_lone_name(Some("192.168.1.31".into()));
+        assert_eq!(configured.peers().await.unwrap()[0].hostname, "gluster-1");
+
+        let unnamed = GlusterCli::new(
+            Arc::new(Canned(SINGLE)),
+            "gluster",
+            None,
+            LockRetry::default(),
+        );
+        let err = unnamed.peers().await.unwrap_err();
+        assert!(
+            err.to_string().contains("single-server pool")
+                && err.to_string().contains("--node-address"),
+            "{err}"
+        );
+    }
 }

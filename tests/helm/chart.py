@@ -12,7 +12,8 @@ and the Kubernetes OpenAPI schemas shipped in kubernetes-validate.
     chart.py render-deploy OUT            -> what write-deploy writes, into OUT
     chart.py write-deploy                 -> renders the defaults into deploy/
 
-GLUSTERFS_CSI_CHART=DIR renders another copy of the chart (tests patch one).
+GLUSTERFS_CSI_CHART=DIR renders another copy of the chart (tests patch one);
+GLUSTERFS_CSI_RELEASE_NAMESPACE=NS renders into another release namespace.
 
 deploy/ is the default render without the brick agent token Secret: a token
 rendered once would be the same for everyone who applies deploy/, so kubectl
@@ -44,7 +45,8 @@ def render(values_files):
     for path in values_files:
         values = merge(values, yaml.safe_load(pathlib.Path(path).read_text()) or {})
     chart = helm_python.Chart.load(str(CHART))
-    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    namespace = os.environ.get("GLUSTERFS_CSI_RELEASE_NAMESPACE") or NAMESPACE
+    rendered = chart.render(values, name=RELEASE, namespace=namespace)
     return {
         pathlib.Path(template).name: text.strip() + "\n"
         for template, text in rendered.items()
@@ -52,8 +54,23 @@ def render(values_files):
     }
 
 
+# deploy/ is applied with kubectl, which needs the namespace as an object;
+# the chart itself installs into the release namespace and never owns it.
+DEPLOY_NAMESPACE = f"""# The namespace deploy/ installs into (Helm installs use the release
+# namespace instead: helm install -n {NAMESPACE} --create-namespace).
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NAMESPACE}
+  labels:
+    # The node plugin is privileged (FUSE mounts, mount propagation).
+    pod-security.kubernetes.io/enforce: privileged
+"""
+
+
 def render_deploy():
-    return {name: text for name, text in render([]).items() if name not in NOT_DEPLOYED}
+    rendered = {name: text for name, text in render([]).items() if name not in NOT_DEPLOYED}
+    return {"00-namespace.yaml": DEPLOY_NAMESPACE, **rendered}
 
 
 def merge(base, override):
@@ -184,6 +201,8 @@ def wiring(directory):
             found = mounted(driver, volumes, glusterd_socket)
             if not found or "hostPath" not in (found[1] or {}):
                 problems.append(f"{where}: --glusterd-socket {glusterd_socket} is on no host path")
+            elif found[0]["mountPath"] == glusterd_socket:
+                problems.append(f"{where}: mounts the glusterd socket file itself: a restarted glusterd's new socket would never show")
         log_dir = flag(args, "mount-log-dir")
         if log_dir:
             found = mounted(driver, volumes, log_dir + "/x")

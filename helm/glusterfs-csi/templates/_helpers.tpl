@@ -12,7 +12,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 
 {{/* Where the node plugin sees glusterd's socket: its host directory is
 mounted at /host/glusterd, so a restarted glusterd's new socket shows. */}}
-{{- define "glusterfs-csi.nodeGlusterdSocket" -}}
+{{- define "glusterfs-csi.glusterdSocket" -}}
 /host/glusterd/{{ base .Values.glusterd.socket.hostPath }}
 {{- end }}
 
