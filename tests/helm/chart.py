@@ -156,7 +156,7 @@ def wiring(directory):
         if sc["provisioner"] not in driver_names:
             problems.append(f"StorageClass {sc['metadata']['name']}: provisioner {sc['provisioner']} is no CSIDriver")
     for _, doc in documents(directory):
-        if doc["kind"] not in ("StatefulSet", "DaemonSet"):
+        if doc["kind"] not in ("Deployment", "DaemonSet"):
             continue
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         pod = doc["spec"]["template"]["spec"]
@@ -194,7 +194,7 @@ def wiring(directory):
             if not ref or ref.get("optional"):
                 problems.append(f"{where}: the brick agent token is not a required Secret key")
             token_secrets[where] = ref.get("name")
-        elif agent or (doc["kind"] == "StatefulSet" and (flag(args, "brick-cleanup") or "agent") == "agent"):
+        elif agent or (doc["kind"] == "Deployment" and (flag(args, "brick-cleanup") or "agent") == "agent"):
             problems.append(f"{where}: no brick agent token (it refuses to start without one)")
         glusterd_socket = flag(args, "glusterd-socket")
         if glusterd_socket and (agent or flag(args, "glusterd-access") == "socket"):
@@ -259,14 +259,51 @@ def wiring(directory):
     if len(set(token_secrets.values())) > 1:
         problems.append(f"the brick agent token comes from different Secrets: {token_secrets}")
     problems.extend(tls_wiring(directory))
+    problems.extend(leader_wiring(directory))
+    return problems
+
+
+def leader_wiring(directory):
+    """More than one controller replica only with leader election, which
+    needs leases in the namespace it names."""
+    docs = [doc for _, doc in documents(directory)]
+    problems = []
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        where = f"Deployment/{doc['metadata']['name']}"
+        pod = doc["spec"]["template"]["spec"]
+        provisioner = next(c for c in pod["containers"] if c["name"] == "csi-provisioner")
+        elects = "--leader-election" in provisioner["args"]
+        if doc["spec"].get("replicas", 1) > 1 and not elects:
+            problems.append(f"{where}: {doc['spec']['replicas']} replicas without --leader-election")
+        if not elects:
+            continue
+        namespace = flag(provisioner["args"], "leader-election-namespace") or doc["metadata"]["namespace"]
+        roles = {
+            r["metadata"]["name"]
+            for r in docs
+            if r["kind"] == "Role"
+            and r["metadata"]["namespace"] == namespace
+            and any("leases" in rule.get("resources", []) and "update" in rule.get("verbs", []) for rule in r["rules"])
+        }
+        bound = any(
+            b["kind"] == "RoleBinding"
+            and b["metadata"]["namespace"] == namespace
+            and b["roleRef"]["name"] in roles
+            and any(sub.get("name") == pod["serviceAccountName"] for sub in b["subjects"])
+            for b in docs
+        )
+        if not bound:
+            problems.append(f"{where}: leader election without a Role for leases in {namespace} bound to {pod['serviceAccountName']}")
     return problems
 
 
 def tls_wiring(directory):
     """With --tls, every node plugin holds a certificate, key and CA where
     the controller names them in the volumes' ssl.* options."""
-    workloads = [doc for _, doc in documents(directory) if doc["kind"] in ("StatefulSet", "DaemonSet")]
-    controllers = [doc for doc in workloads if doc["kind"] == "StatefulSet"]
+    workloads = [doc for _, doc in documents(directory) if doc["kind"] in ("Deployment", "DaemonSet")]
+    controllers = [doc for doc in workloads if doc["kind"] == "Deployment"]
     args = next(c for c in controllers[0]["spec"]["template"]["spec"]["containers"] if c["name"] == "glusterfs-csi")["args"]
     if "--tls" not in args:
         return []
