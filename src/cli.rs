@@ -42,6 +42,24 @@ pub enum Mode {
     /// node's mounts.
     #[command(hide = true)]
     PurgeBrickTrash(PurgeBrickTrashArgs),
+    /// Exits 0 if the driver at --endpoint answers (GetPluginInfo), without
+    /// asking glusterd: the pods' liveness probe. Readiness, which does ask
+    /// glusterd, is the CSI Probe through the livenessprobe sidecar.
+    Ping(PingArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PingArgs {
+    /// CSI endpoint of the running driver.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_ENDPOINT",
+        default_value = "unix:///csi/csi.sock"
+    )]
+    pub endpoint: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_seconds: u64,
 }
 
 /// How the controller reaches glusterd.

@@ -216,6 +216,31 @@ async fn staging_succeeds_with_the_primary_glusterd_down() {
     driver.stop_glusterd(&own);
     let err = driver.identity().probe(ProbeRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Unready, yet alive: the liveness check does not ask glusterd.
+    let endpoint = format!("--endpoint=unix://{}", driver.cluster.csi_socket.display());
+    let ping = std::process::Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"))
+        .args(["ping", &endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    let nobody = driver
+        .cluster
+        .csi_socket
+        .with_file_name("nobody-listens.sock");
+    let ping = std::process::Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"))
+        .args(["ping", &format!("--endpoint=unix://{}", nobody.display())])
+        .output()
+        .unwrap();
+    assert!(!ping.status.success(), "no driver there");
+    assert!(
+        String::from_utf8_lossy(&ping.stderr).contains("nobody-listens.sock"),
+        "{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
     let err = controller
         .delete_volume(DeleteVolumeRequest {
             volume_id: volume.volume_id.clone(),

@@ -300,6 +300,26 @@ fn our_containers_get_only_flags_and_env_the_binary_accepts() {
                 "{at}: the binary refuses {args:?}:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             );
+            // Probes that run the binary: same check.
+            for probe in container["probes"].as_array().unwrap() {
+                let probe: Vec<&str> = probe
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                assert_eq!(probe[0], "/usr/bin/glusterfs-csi", "{at}: {probe:?}");
+                let output = Command::new(BINARY)
+                    .args(&probe[1..])
+                    .arg("--help")
+                    .output()
+                    .unwrap();
+                assert!(
+                    output.status.success(),
+                    "{at}: the binary refuses its probe {probe:?}:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
             let known = env_vars_of(&args[0]);
             for env in container["env"].as_array().unwrap() {
                 let env = env.as_str().unwrap();

@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod identity;
 pub mod node;
+pub mod ping;
 pub mod validate;
 
 use std::fmt::Display;

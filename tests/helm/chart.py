@@ -120,6 +120,11 @@ def containers(directory):
                     "args": container.get("args", []),
                     "command": container.get("command", []),
                     "env": [e["name"] for e in container.get("env", [])],
+                    "probes": [
+                        container[kind]["exec"]["command"]
+                        for kind in ("livenessProbe", "readinessProbe", "startupProbe")
+                        if "exec" in container.get(kind, {})
+                    ],
                 }
             )
     return found
@@ -184,9 +189,11 @@ def wiring(directory):
         health = flag(probe["args"], "http-endpoint") if probe else None
         if not health or int(health.rsplit(":", 1)[1]) != ports.get("healthz"):
             problems.append(f"{where}: livenessprobe listens on {health}, probes go to {ports.get('healthz')}")
-        for kind in ("livenessProbe", "readinessProbe"):
-            if driver.get(kind, {}).get("httpGet", {}).get("port") != "healthz":
-                problems.append(f"{where}: {kind} is not wired to the healthz port")
+        if driver.get("readinessProbe", {}).get("httpGet", {}).get("port") != "healthz":
+            problems.append(f"{where}: readinessProbe is not wired to the healthz port (the CSI Probe)")
+        ping = driver.get("livenessProbe", {}).get("exec", {}).get("command", [])
+        if ping[:2] != ["/usr/bin/glusterfs-csi", "ping"] or flag(ping, "endpoint") != endpoint:
+            problems.append(f"{where}: livenessProbe is not `glusterfs-csi ping` on the driver's endpoint {endpoint}: {ping}")
         agent = flag(args, "brick-agent-listen") or env_of(driver, "GLUSTERFS_CSI_BRICK_AGENT_LISTEN")
         token = env_of(driver, "GLUSTERFS_CSI_BRICK_AGENT_TOKEN")
         if token:
