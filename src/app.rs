@@ -1,12 +1,17 @@
 //! What each mode runs: the controller and node services, or one of the
 //! other modes, built from the command line by [`crate::wiring`].
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::AppResult;
 use crate::bricks::{AgentToken, BrickRootsSeen};
 use crate::cli::{Cli, ControllerArgs, Mode, NodeArgs};
 use crate::csi::{
     self, Services, controller::ControllerService, identity::IdentityService, node::NodeService,
 };
+use crate::gluster::Glusterd;
+use crate::gluster::version;
 use crate::wiring::{self, shutdown_signal};
 
 pub fn init_logging(filter: &str) {
@@ -40,6 +45,10 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
         isolation = %provisioner.isolation().describe(),
         "controller serving"
     );
+    tokio::spawn(version::report(
+        Some(provisioner.glusterd()),
+        PathBuf::from("glusterfs"),
+    ));
     let services = Services {
         identity: IdentityService::new(
             args.common.driver_name.clone(),
@@ -86,6 +95,11 @@ async fn run_node(args: NodeArgs) -> AppResult<()> {
         }
         _ => None,
     };
+    // On a Gluster server (agent), the local glusterd tells the pool's op-version.
+    let local_glusterd = agent
+        .is_some()
+        .then(|| wiring::glusterd_client(&args.glusterd, 1, None, None) as Arc<dyn Glusterd>);
+    tokio::spawn(version::report(local_glusterd, PathBuf::from("glusterfs")));
     tracing::info!(endpoint = %args.common.endpoint, node_id = %args.node_id, "node serving");
     let services = Services {
         identity: IdentityService::new(

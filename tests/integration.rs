@@ -17,6 +17,21 @@ use tonic::Code;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_replicates_data_and_leaves_nothing_behind() {
     let driver = DevDriver::start().await;
+    // The start-up version report: the image's client and the pool's
+    // op-version, read from the real CLI.
+    wait_until(Duration::from_secs(20), || {
+        driver.log().contains("gluster versions")
+    });
+    let report = driver
+        .log()
+        .lines()
+        .find(|l| l.contains("gluster versions"))
+        .unwrap()
+        .to_string();
+    assert!(
+        report.contains("gluster_client=1") && report.contains("pool_op_version=1"),
+        "{report}"
+    );
     let (mut controller, mut node) = (driver.controller(), driver.node());
     let name = pvc_name();
 

@@ -115,6 +115,11 @@ impl Provisioner {
         }
     }
 
+    /// The glusterd this controller works through.
+    pub fn glusterd(&self) -> Arc<dyn Glusterd> {
+        Arc::clone(&self.glusterd)
+    }
+
     /// What new volumes get to keep other clients out.
     pub fn isolation(&self) -> &Isolation {
         &self.config.isolation

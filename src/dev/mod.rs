@@ -126,6 +126,10 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
 
     let listener = csi::bind_socket(&description.csi_socket)?;
     let isolation = provisioner.isolation().describe();
+    tokio::spawn(crate::gluster::version::report(
+        Some(provisioner.glusterd()),
+        std::path::PathBuf::from("glusterfs"),
+    ));
     let services = Services {
         identity: IdentityService::new(
             args.driver_name.clone(),

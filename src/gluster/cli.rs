@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 
 use super::error::{self, GlusterError};
 use super::transport::{CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli};
+use super::version::OpVersions;
 use super::xml::{self, Envelope};
 use super::{Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo};
 
@@ -374,6 +375,28 @@ impl Glusterd for GlusterCli {
             })
             .await
             .cloned()
+    }
+
+    async fn op_versions(&self) -> Result<Option<OpVersions>, GlusterError> {
+        let mut values = Vec::new();
+        for option in ["cluster.op-version", "cluster.max-op-version"] {
+            let text = self
+                .exec_ok(&["volume", "get", "all", option], None)
+                .await?
+                .global_option(option)?;
+            let value = text
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| GlusterError::BadOutput {
+                    command: format!("volume get all {option}"),
+                    detail: format!("{text:?} is not a number"),
+                })?;
+            values.push(value);
+        }
+        Ok(Some(OpVersions {
+            current: values[0],
+            max: values[1],
+        }))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod error;
 mod lookup;
 pub mod ssh;
 pub mod transport;
+pub mod version;
 pub mod xml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -161,6 +162,11 @@ pub trait Glusterd: Send + Sync {
     async fn volume_clients(&self, volume: &VolumeInfo) -> Result<VolumeClients, GlusterError>;
     /// Keys `volume set` accepts (excluding free-form `user.*` keys).
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
+    /// The pool's op-versions, for the start-up version report; `None` when
+    /// this backend cannot tell.
+    async fn op_versions(&self) -> Result<Option<version::OpVersions>, GlusterError> {
+        Ok(None)
+    }
 }
 
 /// Asks a server's glusterd, read-only, what state a volume is in (the node

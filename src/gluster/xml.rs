@@ -72,6 +72,19 @@ impl Envelope {
             .collect()
     }
 
+    /// `volume get all <option>`: its value.
+    pub fn global_option(&self, option: &str) -> Result<String, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let opts = descendant(doc.root_element(), "volGetopts")
+            .ok_or_else(|| bad(&self.command, "<volGetopts> missing"))?;
+        opts.children()
+            .filter(|n| n.has_tag_name("Opt"))
+            .find(|o| child_text(*o, "Option") == Some(option))
+            .and_then(|o| child_text(o, "Value"))
+            .map(str::to_string)
+            .ok_or_else(|| bad(&self.command, &format!("no value for {option}")))
+    }
+
     /// `system:: uuid get`.
     pub fn uuid(&self) -> Result<String, GlusterError> {
         let doc = document(&self.command, &self.text)?;
@@ -338,6 +351,24 @@ mod tests {
             .unwrap();
         assert_eq!(node1.hostname, "127.77.1.1");
         assert!(!node1.is_local);
+    }
+
+    #[test]
+    fn global_options() {
+        for (file, option) in [
+            ("volume_get_op_version.xml", "cluster.op-version"),
+            ("volume_get_max_op_version.xml", "cluster.max-op-version"),
+        ] {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/gluster")
+                    .join(file),
+            )
+            .unwrap();
+            let envelope = Envelope::parse("volume get", &text).unwrap();
+            assert_eq!(envelope.global_option(option).unwrap(), "100000");
+            assert!(envelope.global_option("cluster.other").is_err());
+        }
     }
 
     #[test]

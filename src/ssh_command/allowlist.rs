@@ -12,7 +12,8 @@
 //!    - reads: `pool list`, `system:: uuid get`, `volume info`,
 //!      `volume info V`, `volume status V [H:R/V] clients`,
 //!      `volume status V client-list` (as text: its XML lacks the counts),
-//!      `volume set help-xml`;
+//!      `volume set help-xml`, `volume get all cluster.op-version` and
+//!      `cluster.max-op-version` (the start-up version report);
 //!    - `volume create V [replica N [arbiter 1]] H:R/V ... [force]`: N from 2
 //!      to 16 (absent for one brick), `arbiter 1` only with replica 3, one
 //!      brick per replica on distinct hosts `H` (host names), every path
@@ -44,6 +45,7 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 const SHOWN: usize = 300;
 
 const ALLOWED: &str = "pool list, system:: uuid get, volume info, volume set help-xml, \
+                       volume get all cluster.op-version|cluster.max-op-version, \
                        volume create|set|start|stop|delete of the driver's volumes";
 
 /// Directories under which this server lets the controller put bricks.
@@ -226,7 +228,13 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
         ["pool", "list"]
         | ["system::", "uuid", "get"]
         | ["volume", "info"]
-        | ["volume", "set", "help-xml"] => Ok(None),
+        | ["volume", "set", "help-xml"]
+        | [
+            "volume",
+            "get",
+            "all",
+            "cluster.op-version" | "cluster.max-op-version",
+        ] => Ok(None),
         ["volume", "info", volume] | ["volume", "status", volume, "clients" | "client-list"] => {
             driver_volume(volume).map(|_| None)
         }
@@ -463,6 +471,8 @@ mod tests {
             ),
             ("volume info csi_sanity-vol_3703aaca8e5266ff\n", None),
             ("volume set help-xml\n", None),
+            ("volume get all cluster.op-version\n", None),
+            ("volume get all cluster.max-op-version\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1 force\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1\n", None),
             (
@@ -577,6 +587,14 @@ mod tests {
             ),
             (
                 b"volume reset csi-pvc-1\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume get all all\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume get csi-pvc-1 cluster.op-version\n",
                 "not a command the controller sends",
             ),
             (
