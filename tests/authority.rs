@@ -282,6 +282,19 @@ async fn h2_serves_a_rewritten_request_with_padding_priority_and_continuations()
             stream.read_exact(&mut payload).await.unwrap();
             let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
             match (head[3], stream_id) {
+                // The filter decodes with the client's table as big as the
+                // protocol default: the server must not allow a bigger one.
+                (0x4, 0) => {
+                    for setting in payload.chunks(6) {
+                        let id = u16::from_be_bytes([setting[0], setting[1]]);
+                        let value =
+                            u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                        assert!(
+                            id != 0x1 || value <= 4096,
+                            "SETTINGS_HEADER_TABLE_SIZE {value}"
+                        );
+                    }
+                }
                 (0x3, 1) => panic!("RST_STREAM {payload:?}"),
                 (0x7, _) => panic!("GOAWAY {payload:?}"),
                 (HEADERS, 1) => fields.extend(decoder.decode(&payload).unwrap()),

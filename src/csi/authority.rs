@@ -787,4 +787,117 @@ mod tests {
             Err(RewriteError::ListTooLarge)
         ));
     }
+
+    /// Header blocks in every representation HPACK has (indexed, literal
+    /// with and without indexing, never indexed, size updates, names from
+    /// either table or new), made at random but the same every run.
+    struct BlockMaker(u64);
+
+    impl BlockMaker {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+
+        fn string(&mut self, out: &mut Vec<u8>, text: &str) {
+            out.push(text.len() as u8);
+            out.extend(text.as_bytes());
+        }
+
+        fn block(&mut self) -> Vec<u8> {
+            const NAMES: [&str; 4] = [":authority", "x-token", "content-type", "te"];
+            const VALUES: [&str; 6] = [
+                "/var/lib/kubelet/plugins/x/csi.sock",
+                "var%2Flib%2Fx.sock",
+                "localhost",
+                "127.0.0.1:8080",
+                "",
+                "trailers",
+            ];
+            let mut out = Vec::new();
+            if self.next().is_multiple_of(8) {
+                out.push(0x20 | (self.next() % 31) as u8);
+            }
+            for _ in 0..1 + self.next() % 6 {
+                match self.next() % 5 {
+                    0 => out.push(0x80 | (1 + self.next() % 70) as u8),
+                    1 => {
+                        out.push(0x40);
+                        let name = self.pick(&NAMES);
+                        self.string(&mut out, name);
+                        let value = self.pick(&VALUES);
+                        self.string(&mut out, value);
+                    }
+                    kind => {
+                        // Name 1 is :authority in the static table.
+                        let flag = if kind == 2 { 0x00 } else { 0x10 };
+                        out.push(flag | (1 + self.next() % 14) as u8);
+                        let value = self.pick(&VALUES);
+                        self.string(&mut out, value);
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn h2_decodes_what_the_client_sent_but_a_refused_authority() {
+        let mut maker = BlockMaker(0x9e37_79b9_7f4a_7c15);
+        let (mut served, mut refused, mut rewritten) = (0, 0, 0);
+        for _ in 0..50 {
+            // One connection: the client's table carries over between
+            // blocks, as does h2's.
+            let mut client_side = Decoder::new();
+            client_side.set_max_allowed_table_size(CLIENT_TABLE_MAX);
+            let mut h2_side = Decoder::new();
+            let mut rewriter = AuthorityRewriter::new();
+            let mut out = Vec::new();
+            rewriter.push(PREFACE, &mut out).unwrap();
+            for stream in 0..40u32 {
+                let block = maker.block();
+                let meant = client_side.decode(&block);
+                let before = out.len();
+                let result = rewriter.push(
+                    &frame(HEADERS, END_HEADERS, 2 * stream + 1, &block),
+                    &mut out,
+                );
+                let Ok(meant) = meant else {
+                    assert!(result.is_err(), "{block:x?}");
+                    refused += 1;
+                    break;
+                };
+                result.unwrap();
+                served += 1;
+                let expected: Vec<(Vec<u8>, Vec<u8>)> = meant
+                    .into_iter()
+                    .map(|(name, value)| {
+                        if name == b":authority"
+                            && http::uri::Authority::try_from(&value[..]).is_err()
+                        {
+                            rewritten += 1;
+                            (name, LOCAL_AUTHORITY.to_vec())
+                        } else {
+                            (name, value)
+                        }
+                    })
+                    .collect();
+                let sent = &out[before..];
+                assert_eq!(FrameHead::parse(sent).kind, HEADERS);
+                let seen = h2_side.decode(&sent[FRAME_HEAD_LEN..]).unwrap();
+                assert_eq!(seen, expected, "{block:x?}");
+            }
+        }
+        // Each outcome happened often enough to have been checked.
+        assert!(
+            served > 200 && refused > 10 && rewritten > 50,
+            "{served} {refused} {rewritten}"
+        );
+    }
 }
