@@ -1,6 +1,7 @@
 //! gRPC adapters, one file per CSI service. Each RPC validates its request,
 //! takes the volume's in-flight guard, calls the logic and maps the error.
 
+pub mod authority;
 pub mod controller;
 pub mod identity;
 pub mod node;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Status};
 
@@ -146,7 +148,9 @@ pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the CSI services on `listener` until `shutdown` completes.
+/// Serves the CSI services on `listener` until `shutdown` completes. Clients
+/// that send the socket's path as `:authority` are served too
+/// ([`authority`]).
 pub async fn serve(
     listener: UnixListener,
     services: Services,
@@ -156,7 +160,11 @@ pub async fn serve(
         .add_service(IdentityServer::new(services.identity))
         .add_optional_service(services.controller.map(ControllerServer::new))
         .add_optional_service(services.node.map(NodeServer::new))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener)
+                .map(|accepted| accepted.map(authority::PathAuthorityStream::new)),
+            shutdown,
+        )
         .await
 }
 
