@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> AppResult<()> {
         Mode::Dev(args) => crate::dev::run(args).await,
         Mode::SshCommand(args) => crate::ssh_command::run(args).await,
         Mode::PurgeBrickTrash(args) => crate::bricks::trash::run_purge(args),
+        Mode::Migrate(args) => crate::migrate::run(args),
     }
 }
 
