@@ -121,8 +121,8 @@ fn the_command_line_refuses_and_writes_nothing_or_skips_when_told() {
     let stderr = text(&run.stderr);
     assert!(
         stderr.contains(
-            "cannot migrate pvc-a71fa382-f77d-11e8-b229-005056a5c1c4: PersistentVolume \
-             pvc-a71fa382-f77d-11e8-b229-005056a5c1c4: spec.glusterfs.endpoints: Endpoints \
+            "cannot migrate PersistentVolume pvc-a71fa382-f77d-11e8-b229-005056a5c1c4: \
+             spec.glusterfs.endpoints: Endpoints \
              apps/glusterfs-dynamic-a71fa382-f77d-11e8-b229-005056a5c1c4 is not in the input"
         ),
         "{stderr}"

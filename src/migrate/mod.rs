@@ -70,10 +70,7 @@ pub fn run(args: MigrateArgs) -> AppResult<()> {
     let objects = input::parse_objects(&text, &source_name)?;
     let plan = plan::plan(&objects, &settings)?;
     for u in &plan.unmigratable {
-        eprintln!(
-            "glusterfs-csi migrate: cannot migrate {}: {}",
-            u.pv, u.error
-        );
+        eprintln!("glusterfs-csi migrate: cannot migrate {}", u.error);
     }
     if !plan.unmigratable.is_empty() && !args.skip_unmigratable {
         return Err(format!(

@@ -156,12 +156,25 @@ fn migrate(
                 EndpointsFrom::EndpointsNamespace => "spec.glusterfs.endpointsNamespace",
                 EndpointsFrom::ClaimNamespace => "the namespace of spec.claimRef",
             };
+            let elsewhere: Vec<&str> = endpoints
+                .keys()
+                .filter(|(_, name)| *name == pv.endpoints)
+                .map(|(namespace, _)| *namespace)
+                .collect();
+            let hint = if elsewhere.is_empty() {
+                "Was it deleted, or was the input printed without -A?".to_string()
+            } else {
+                format!(
+                    "Endpoints of that name are in namespace {}, which the in-tree plugin \
+                     did not look in either",
+                    elsewhere.join(", ")
+                )
+            };
             f.error(
                 "spec.glusterfs.endpoints",
                 format!(
                     "Endpoints {endpoints_namespace}/{} is not in the input (looked in \
-                     {whence}); without it the Gluster servers are unknown. Was it deleted, \
-                     or was the input printed without -A?",
+                     {whence}); without it the Gluster servers are unknown. {hint}",
                     pv.endpoints
                 ),
             )

@@ -212,6 +212,22 @@ fn missing_endpoints_are_reported_naming_the_volume_and_field() {
     );
     let runbook = runbook::render(&plan, "glusterfs.csi.io", "in");
     assert!(runbook.contains("## Not migrated"));
+    // Endpoints of that name elsewhere: said, and still not used.
+    let moved = edited(
+        &fixture("missing-endpoints.yaml"),
+        "    name: glusterfs-dynamic-5f1c2a9e-7b3d-4c8e-9a61-2d4f6b8c0e13\n    namespace: apps",
+        "    name: glusterfs-dynamic-a71fa382-f77d-11e8-b229-005056a5c1c4\n    namespace: other",
+    );
+    let plan = plan_of(&moved);
+    assert_eq!(plan.unmigratable.len(), 2, "{:?}", plan.unmigratable);
+    assert!(
+        plan.unmigratable[0]
+            .error
+            .reason
+            .contains("Endpoints of that name are in namespace other"),
+        "{}",
+        plan.unmigratable[0].error
+    );
     assert!(runbook.contains("- `pvc-a71fa382-f77d-11e8-b229-005056a5c1c4`: PersistentVolume"));
 }
 
