@@ -111,15 +111,22 @@ pub fn parse_objects(text: &str, source_name: &str) -> Result<Vec<Object>, Input
         format,
         reason,
     };
-    let documents: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| syntax("JSON", e.to_string()))?;
-        vec![yaml_serde::to_value(json).map_err(|e| syntax("JSON", e.to_string()))?]
-    } else {
+    let yaml = || -> Result<Vec<Value>, String> {
         yaml_serde::Deserializer::from_str(text)
             .map(Value::deserialize)
             .collect::<Result<_, _>>()
-            .map_err(|e| syntax("YAML", e.to_string()))?
+            .map_err(|e| e.to_string())
+    };
+    let documents: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
+        // `-o json`; a YAML flow document also starts so, and is YAML's to read.
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(json) => {
+                vec![yaml_serde::to_value(json).map_err(|e| syntax("JSON", e.to_string()))?]
+            }
+            Err(json_error) => yaml().map_err(|_| syntax("JSON", json_error.to_string()))?,
+        }
+    } else {
+        yaml().map_err(|reason| syntax("YAML", reason))?
     };
     let mut objects = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
@@ -325,16 +332,17 @@ impl InTreePv {
                 ));
             }
         }
-        let storage_class = match f.string(&["spec", "storageClassName"])? {
-            Some(class) => Some(class),
-            None => f.string(&["metadata", "annotations", ANN_LEGACY_CLASS])?,
+        let class_field: &[&str] = match f.get(&["spec", "storageClassName"]) {
+            Some(_) => &["spec", "storageClassName"],
+            None => &["metadata", "annotations", ANN_LEGACY_CLASS],
         };
+        let storage_class = f.string(class_field)?;
         if let Some(class) = storage_class
             && !class.is_empty()
             && !is_dns1123_subdomain(class)
         {
             return Err(f.error(
-                "spec.storageClassName",
+                field_name(class_field),
                 format!("{class:?} is not a StorageClass name"),
             ));
         }

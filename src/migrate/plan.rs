@@ -381,15 +381,21 @@ pub fn volume_handle(volume: &str, old_pv: &str) -> String {
 /// Several PersistentVolumes on one Gluster volume: each is told of the
 /// others (their data is the same).
 fn note_shared_volumes(migrations: &mut [Migration]) {
-    let mut by_volume: HashMap<String, Vec<String>> = HashMap::new();
+    // The same name on other servers is another volume.
+    let key = |m: &Migration| {
+        let mut servers = m.context.servers();
+        servers.sort();
+        (m.context.volume.clone(), servers)
+    };
+    let mut by_volume: HashMap<(String, Vec<String>), Vec<String>> = HashMap::new();
     for m in migrations.iter() {
         by_volume
-            .entry(m.context.volume.clone())
+            .entry(key(m))
             .or_default()
             .push(m.old.name.clone());
     }
     for m in migrations.iter_mut() {
-        let others: Vec<&String> = by_volume[&m.context.volume]
+        let others: Vec<&String> = by_volume[&key(m)]
             .iter()
             .filter(|name| **name != m.old.name)
             .collect();

@@ -230,7 +230,7 @@ fn volume_steps(w: &mut String, m: &Migration, plan: &Plan) {
             w,
             format!(
                 "`kubectl delete pv {new}` (only the object goes; the Gluster volume stays), \
-                 then step {retain}."
+                 then step {retain}'s rollback."
             ),
         );
         next(w, "Remove the old PersistentVolume.");
@@ -325,8 +325,8 @@ fn remove_old(w: &mut String, m: &Migration, plan: &Plan, create: usize) {
     commands(w, &[format!("kubectl delete pv {old}")]);
     line(
         w,
-        "   Only the object goes: it is Released and Retain, so nothing touches the Gluster \
-         volume.",
+        "   Only the object goes: with Retain and no claim holding it, nothing touches the \
+         Gluster volume.",
     );
     rollback(
         w,
