@@ -492,6 +492,34 @@ mod tests {
     }
 
     #[test]
+    fn migrate_defaults_and_bounds() {
+        let Mode::Migrate(args) =
+            Cli::try_parse_from(["glusterfs-csi", "migrate", "--output-dir", "out"])
+                .unwrap()
+                .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(args.input, None, "standard input");
+        assert_eq!(args.driver_name, DEFAULT_DRIVER_NAME);
+        assert_eq!(args.name_suffix, "-csi");
+        assert_eq!(args.max_input_mib, 64);
+        assert!(!args.skip_unmigratable);
+        assert!(Cli::try_parse_from(["glusterfs-csi", "migrate", "pv.yaml"]).is_err());
+        for bad in ["0", "1025"] {
+            let argv = [
+                "glusterfs-csi",
+                "migrate",
+                "--output-dir",
+                "o",
+                "--max-input-mib",
+                bad,
+            ];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn isolation_flags_survive_the_trip_through_dev() {
         let argv = [
             "glusterfs-csi",
