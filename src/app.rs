@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> AppResult<()> {
         Mode::SshCommand(args) => crate::ssh_command::run(args).await,
         Mode::PurgeBrickTrash(args) => crate::bricks::trash::run_purge(args),
         Mode::Ping(args) => crate::csi::ping::run(args).await,
+        Mode::Migrate(args) => crate::migrate::run(args),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The command line: every mode's arguments. Plain types only; `app` and the
-//! modes (dev, ssh-command, purge-brick-trash) read them, nothing here
-//! depends on them. Every flag is also an environment variable
+//! modes (dev, ssh-command, purge-brick-trash, migrate) read them, nothing
+//! here depends on them. Every flag is also an environment variable
 //! (`GLUSTERFS_CSI_*`).
 
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +42,11 @@ pub enum Mode {
     /// node's mounts.
     #[command(hide = true)]
     PurgeBrickTrash(PurgeBrickTrashArgs),
+    /// Writes CSI PersistentVolumes, claims and a runbook for PersistentVolumes
+    /// of the removed in-tree `kubernetes.io/glusterfs` plugin. Reads
+    /// `kubectl get pv,endpoints -A -o yaml` (or `-o json`); changes nothing
+    /// in the cluster.
+    Migrate(MigrateArgs),
     /// Exits 0 if the driver at --endpoint answers (GetPluginInfo), without
     /// asking glusterd: the pods' liveness probe. Readiness, which does ask
     /// glusterd, is the CSI Probe through the livenessprobe sidecar.
@@ -438,6 +443,36 @@ pub struct PurgeBrickTrashArgs {
     pub trash: PathBuf,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// PersistentVolumes and Endpoints as `kubectl get pv,endpoints -A -o yaml`
+    /// (or `-o json`) prints them; standard input when absent or `-`.
+    pub input: Option<PathBuf>,
+    /// Directory for the manifests and the runbook; made if missing. Files
+    /// already there are never overwritten (the run is refused).
+    #[arg(long, env = "GLUSTERFS_CSI_MIGRATE_OUTPUT_DIR")]
+    pub output_dir: PathBuf,
+    /// The CSIDriver name the new PersistentVolumes name.
+    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+    /// Appended to an old PersistentVolume's name to name the new one.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_MIGRATE_NAME_SUFFIX",
+        default_value = "-csi"
+    )]
+    pub name_suffix: String,
+    /// Write what can be migrated and list the rest in the runbook, instead
+    /// of failing (exit 1, nothing written) when any in-tree volume cannot be
+    /// migrated (its Endpoints missing, a field the driver cannot take).
+    #[arg(long, env = "GLUSTERFS_CSI_MIGRATE_SKIP_UNMIGRATABLE")]
+    pub skip_unmigratable: bool,
+    /// Largest input read, in MiB; more is refused.
+    #[arg(long, env = "GLUSTERFS_CSI_MIGRATE_MAX_INPUT_MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_input_mib: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +511,34 @@ mod tests {
             "controller",
             "--allow-root-filesystem-bricks"
         ]));
+    }
+
+    #[test]
+    fn migrate_defaults_and_bounds() {
+        let Mode::Migrate(args) =
+            Cli::try_parse_from(["glusterfs-csi", "migrate", "--output-dir", "out"])
+                .unwrap()
+                .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(args.input, None, "standard input");
+        assert_eq!(args.driver_name, DEFAULT_DRIVER_NAME);
+        assert_eq!(args.name_suffix, "-csi");
+        assert_eq!(args.max_input_mib, 64);
+        assert!(!args.skip_unmigratable);
+        assert!(Cli::try_parse_from(["glusterfs-csi", "migrate", "pv.yaml"]).is_err());
+        for bad in ["0", "1025"] {
+            let argv = [
+                "glusterfs-csi",
+                "migrate",
+                "--output-dir",
+                "o",
+                "--max-input-mib",
+                bad,
+            ];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad}");
+        }
     }
 
     #[test]

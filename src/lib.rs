@@ -6,7 +6,9 @@
 //! - [`controller`] and [`node`]: provisioning and mounting logic;
 //! - [`gluster`], [`mount`], [`bricks`]: the real backends behind traits.
 //!
-//! [`dev`] runs the whole driver against a throwaway local Gluster cluster.
+//! [`dev`] runs the whole driver against a throwaway local Gluster cluster;
+//! [`migrate`] turns PersistentVolumes of the removed in-tree plugin into
+//! this driver's.
 
 pub mod app;
 pub mod bricks;
@@ -18,6 +20,7 @@ pub mod dev;
 pub mod fakes;
 pub mod gluster;
 pub mod in_flight;
+pub mod migrate;
 pub mod mount;
 pub mod names;
 pub mod node;

@@ -11,6 +11,9 @@ pub const KEY_SERVER: &str = "server";
 pub const KEY_BACKUP_SERVERS: &str = "backupServers";
 pub const KEY_MOUNT_OPTIONS: &str = "mountOptions";
 
+/// Longest volume id (a static PV's `volumeHandle`) the node accepts.
+pub const MAX_VOLUME_ID: usize = 256;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeContext {
     /// Gluster volume to mount.

@@ -12,7 +12,7 @@ use crate::node::MountOptions;
 use crate::proto::csi;
 use crate::proto::csi::volume_capability::AccessType;
 use crate::proto::csi::volume_capability::access_mode::Mode;
-use crate::volume_context::VolumeContext;
+use crate::volume_context::{MAX_VOLUME_ID, VolumeContext};
 
 pub fn invalid(field: &str, reason: impl Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
@@ -29,8 +29,11 @@ pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
 /// Volume ids come from us or from a static PV: printable, bounded.
 pub fn volume_id<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     required(field, value)?;
-    if value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(invalid(field, "must be at most 256 printable characters"));
+    if value.len() > MAX_VOLUME_ID || value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_VOLUME_ID} printable characters"),
+        ));
     }
     Ok(value)
 }
