@@ -660,3 +660,136 @@ fn the_chart_pulls_what_a_release_publishes() {
         }
     }
 }
+
+/// The image, built on this machine without a Docker engine: buildah, a
+/// Debian 12 base made by debootstrap from Debian's packages, the
+/// Dockerfile's runtime stage as it is, and the binary these tests run in
+/// place of the build stage (whose Rust image comes from Docker Hub). Its
+/// entrypoint runs, and mount.glusterfs, the gluster CLI and systemd-run
+/// are in it. Skipped, saying why, only where buildah cannot run.
+#[test]
+fn the_image_builds_without_a_docker_engine_and_runs() {
+    let work = tempfile::Builder::new()
+        .prefix("glusterfs-csi-image-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let at = |name: &str| work.path().join(name).to_string_lossy().into_owned();
+    // Storage of our own: nothing of this build is left in the machine's.
+    let storage = [
+        "--storage-driver=vfs".to_string(),
+        format!("--root={}", at("storage")),
+        format!("--runroot={}", at("run")),
+    ];
+    let buildah = |args: &[&str]| {
+        let output = Command::new("buildah")
+            .args(&storage)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("buildah: {e}"));
+        assert!(
+            output.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let info = Command::new("buildah").args(&storage).arg("info").output();
+    if !info.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED the_image_builds_without_a_docker_engine_and_runs: buildah cannot run \
+             here ({})",
+            info.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_else(|e| e.to_string())
+        );
+        return;
+    }
+
+    // The base: Debian 12 from Debian's mirror.
+    let rootfs = at("rootfs");
+    let debootstrap = Command::new("debootstrap")
+        .args([
+            "--variant=minbase",
+            "bookworm",
+            &rootfs,
+            "http://deb.debian.org/debian",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        debootstrap.status.success(),
+        "debootstrap: {}",
+        String::from_utf8_lossy(&debootstrap.stderr)
+    );
+    let base = buildah(&["from", "scratch"]);
+    let mount = buildah(&["mount", &base]);
+    let copied = Command::new("cp")
+        .args(["-a", &format!("{rootfs}/."), &mount])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    buildah(&["umount", &base]);
+    buildah(&[
+        "commit",
+        "-q",
+        &base,
+        "localhost/glusterfs-csi-test-base:bookworm",
+    ]);
+
+    // The binary, where the build stage would leave it.
+    let binary_dir = work.path().join("binary/src/target/release");
+    std::fs::create_dir_all(&binary_dir).unwrap();
+    std::fs::copy(BINARY, binary_dir.join("glusterfs-csi")).unwrap();
+    let binary = buildah(&["from", "scratch"]);
+    buildah(&["copy", &binary, &at("binary"), "/"]);
+    buildah(&[
+        "commit",
+        "-q",
+        &binary,
+        "localhost/glusterfs-csi-test-binary:latest",
+    ]);
+
+    let dockerfile = root().join("Dockerfile");
+    let context = root();
+    buildah(&[
+        "build",
+        "--network=host",
+        "--isolation=chroot",
+        "--build-arg=BASE_IMAGE=localhost/glusterfs-csi-test-base:bookworm",
+        "--build-arg=BINARY_IMAGE=localhost/glusterfs-csi-test-binary:latest",
+        "-t",
+        "localhost/glusterfs-csi:test",
+        "-f",
+        dockerfile.to_str().unwrap(),
+        context.to_str().unwrap(),
+    ]);
+
+    let config = json(&buildah(&[
+        "inspect",
+        "--type=image",
+        "localhost/glusterfs-csi:test",
+    ]));
+    let entrypoint: Vec<String> = config["OCIv1"]["config"]["Entrypoint"]
+        .as_array()
+        .expect("an entrypoint")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(entrypoint, ["/usr/bin/glusterfs-csi"]);
+    let container = buildah(&["from", "localhost/glusterfs-csi:test"]);
+    let run = |command: &[&str]| {
+        let mut args = vec!["run", "--isolation=chroot", &container, "--"];
+        args.extend(command);
+        buildah(&args)
+    };
+    let mut version = entrypoint.iter().map(String::as_str).collect::<Vec<_>>();
+    version.push("--version");
+    assert_eq!(
+        run(&version),
+        format!("glusterfs-csi {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(run(&["gluster", "--version"]).starts_with("glusterfs 10."));
+    assert!(run(&["/sbin/mount.glusterfs", "-V"]).starts_with("glusterfs 10."));
+    assert!(run(&["systemd-run", "--version"]).starts_with("systemd "));
+    assert_eq!(run(&["ls", "/usr/bin/ssh"]), "/usr/bin/ssh");
+    buildah(&["rm", &container]);
+}
