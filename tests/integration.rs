@@ -1371,3 +1371,96 @@ impl Drop for Mounted {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A controller of its own (no `--server-name`) against a pool of one
+/// server, where no other peer can say the server's name: with
+/// `--node-address` (the chart passes the pod's host IP) it creates and
+/// deletes volumes with bricks on that address; without, CreateVolume is
+/// UNAVAILABLE saying what to configure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_server_pool_works_by_the_node_address() {
+    let driver = DevDriver::start_with(&["--nodes".to_string(), "1".to_string()]).await;
+    assert_eq!(driver.cluster.servers.len(), 1);
+    let server = driver.cluster.servers[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, node_address: Option<&str>| {
+        let socket = dir.path().join(format!("{name}.sock"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"));
+        command
+            .arg("controller")
+            .arg(format!("--endpoint=unix://{}", socket.display()))
+            .arg(format!(
+                "--glusterd-socket={}",
+                server.glusterd_socket.display()
+            ))
+            .arg(format!(
+                "--default-brick-root={}",
+                driver.cluster.brick_root.join(&server.address).display()
+            ))
+            .arg(format!(
+                "--brick-agent-port={}",
+                driver.cluster.brick_agent_port
+            ))
+            .arg("--allow-root-filesystem-bricks")
+            .env(
+                "GLUSTERFS_CSI_BRICK_AGENT_TOKEN",
+                &driver.cluster.brick_agent_token,
+            )
+            .env_remove("GLUSTERFS_CSI_NODE_ADDRESS")
+            .env_remove("GLUSTERFS_CSI_SERVER_NAME")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(address) = node_address {
+            command.arg(format!("--node-address={address}"));
+        }
+        (KillOnDrop(command.spawn().unwrap()), socket)
+    };
+
+    let (_unnamed, socket) = start("unnamed", None);
+    wait_until(Duration::from_secs(20), || socket.exists());
+    let mut controller =
+        glusterfs_csi::proto::csi::controller_client::ControllerClient::new(connect(&socket).await);
+    let err = controller
+        .create_volume(create_request(&pvc_name(), &[("replica", "1")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("single-server pool") && err.message().contains("--node-address"),
+        "{}",
+        err.message()
+    );
+
+    let (_named, socket) = start("named", Some(&server.address));
+    wait_until(Duration::from_secs(20), || socket.exists());
+    let mut controller =
+        glusterfs_csi::proto::csi::controller_client::ControllerClient::new(connect(&socket).await);
+    let volume = controller
+        .create_volume(create_request(&pvc_name(), &[("replica", "1")]))
+        .await
+        .expect("CreateVolume in a pool of one")
+        .into_inner()
+        .volume
+        .unwrap();
+    let info = driver.gluster(&["volume", "info", &volume.volume_id]);
+    assert!(
+        info.contains(&format!("<name>{}:", server.address)),
+        "{info}"
+    );
+    controller
+        .delete_volume(delete_volume_request(&volume))
+        .await
+        .unwrap();
+    assert!(!driver.volume_names().contains(&volume.volume_id));
+}
+
+/// Ends a child process (by its own pid) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
