@@ -12,7 +12,6 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::runtime::zombies_of;
 use common::*;
 use serde_json::Value;
 
@@ -49,8 +48,13 @@ impl Run {
 /// shared (this machine's root mount is private; a node's, under systemd,
 /// is shared), so the kubelet directory's check can pass.
 fn doctor(args: &[String]) -> Run {
+    doctor_in(&["--mount", "--propagation", "shared"], args)
+}
+
+/// `doctor --json` in the namespaces `unshare` makes with `namespaces`.
+fn doctor_in(namespaces: &[&str], args: &[String]) -> Run {
     let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "shared"])
+        .args(namespaces)
         .args([BINARY, "doctor", "--json"])
         .args(args)
         .output()
@@ -184,47 +188,29 @@ async fn doctor_reports_exactly_the_broken_items() {
     eprintln!("doctor on a dev cluster: {:?}", started.elapsed());
 }
 
-/// Reaps the gluster CLI processes a doctor run killed (its children,
-/// orphaned to this test process as their subreaper; this machine's init
-/// does not reap).
-fn reap_killed_gluster_clis() {
-    let me = std::process::id() as i32;
-    let live_gluster_children = || {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            stat.rsplit_once(") ").is_some_and(|(head, rest)| {
-                let mut fields = rest.split(' ');
-                head.ends_with(" (gluster")
-                    && fields.next() != Some("Z")
-                    && fields.next() == Some(me.to_string().as_str())
-            })
-        })
-    };
-    wait_until(Duration::from_secs(10), || !live_gluster_children());
-    for pid in zombies_of(me, &["gluster"]) {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    }
-}
-
 #[test]
 fn a_hung_glusterd_fails_within_the_timeout() {
-    nix::sys::prctl::set_child_subreaper(true).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("glusterd.socket");
     // Accepts connections (the kernel queues them) and never answers.
     let _hung = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let started = Instant::now();
-    let run = doctor(&[
-        arg("glusterd-socket", socket.display()),
-        arg("brick-root", dir.path().display()),
-        "--allow-root-filesystem-bricks".into(),
-        arg("health-port", free_port()),
-        arg("registrar-health-port", free_port()),
-        arg("brick-agent-port", free_port()),
-        arg("timeout-seconds", 1),
-    ]);
+    // As PID 1 of a PID namespace, as in a Job's container: the gluster CLI
+    // killed at the timeout is reaped there (this machine's init does not
+    // reap), and ends with the namespace at the latest.
+    let run = doctor_in(
+        &["--fork", "--pid", "--mount-proc"],
+        &[
+            arg("glusterd-socket", socket.display()),
+            arg("brick-root", dir.path().display()),
+            "--allow-root-filesystem-bricks".into(),
+            arg("health-port", free_port()),
+            arg("registrar-health-port", free_port()),
+            arg("brick-agent-port", free_port()),
+            arg("timeout-seconds", 1),
+        ],
+    );
     let took = started.elapsed();
-    reap_killed_gluster_clis();
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let glusterd = run.check("glusterd");
     assert_eq!(glusterd["status"], "fail", "{glusterd}");

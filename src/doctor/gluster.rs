@@ -15,8 +15,17 @@ pub const OP_VERSION: &str = "op-version";
 pub const MULTIPLEX: &str = "brick multiplexing";
 const MULTIPLEX_OPTION: &str = "cluster.brick-multiplex";
 
-/// glusterd, peers, client version, op-versions, multiplexing.
-pub async fn examine(settings: &Settings) -> Vec<Check> {
+/// What glusterd and the gluster client say, in two parts of the checklist.
+pub struct GlusterChecks {
+    /// glusterd, peers.
+    pub pool: Vec<Check>,
+    /// Client release, op-versions, brick multiplexing.
+    pub versions: Vec<Check>,
+}
+
+/// On a Gluster server: glusterd, peers, client release, op-versions,
+/// multiplexing.
+pub async fn examine(settings: &Settings) -> GlusterChecks {
     let limit = settings.timeout;
     let socket = &settings.glusterd_socket;
     let (client, pool) = tokio::join!(
@@ -32,13 +41,14 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
         ),
         Err(check) => {
             let because = "glusterd does not answer";
-            return vec![
-                check,
-                Check::not_checked(PEERS, because),
-                client_check,
-                Check::not_checked(OP_VERSION, because),
-                Check::not_checked(MULTIPLEX, because),
-            ];
+            return GlusterChecks {
+                pool: vec![check, Check::not_checked(PEERS, because)],
+                versions: vec![
+                    client_check,
+                    Check::not_checked(OP_VERSION, because),
+                    Check::not_checked(MULTIPLEX, because),
+                ],
+            };
         }
     };
     let (op_versions, multiplex) = tokio::join!(
@@ -47,13 +57,14 @@ pub async fn examine(settings: &Settings) -> Vec<Check> {
     );
     let op_versions =
         op_versions.and_then(|v| v.ok_or_else(|| "this glusterd client cannot tell".to_string()));
-    vec![
-        glusterd,
-        judge_peers(&peers),
-        client_check,
-        judge_op_versions(&op_versions, client.as_ref().ok().copied()),
-        judge_multiplex(&multiplex),
-    ]
+    GlusterChecks {
+        pool: vec![glusterd, judge_peers(&peers)],
+        versions: vec![
+            client_check,
+            judge_op_versions(&op_versions, client.as_ref().ok().copied()),
+            judge_multiplex(&multiplex),
+        ],
+    }
 }
 
 /// `glusterfs --version`, bounded.
@@ -203,7 +214,7 @@ pub fn judge_client(glusterfs: &Path, release: &Result<Release, String>) -> Chec
     match release {
         Ok(release) => Check::ok(
             CLIENT,
-            format!("{} is glusterfs {release}", glusterfs.display()),
+            format!("glusterfs {release} ({} --version)", glusterfs.display()),
         ),
         Err(e) => Check::fail(
             CLIENT,
@@ -407,7 +418,7 @@ mod tests {
                 minor: 3,
             }),
         );
-        assert_eq!(ok.finding, "glusterfs is glusterfs 10.3");
+        assert_eq!(ok.finding, "glusterfs 10.3 (glusterfs --version)");
         let missing = judge_client(Path::new("glusterfs"), &Err("not found".into()));
         assert_eq!(missing.status, super::super::Status::Fail);
         assert!(missing.fix.unwrap().contains("glusterfs-client"));

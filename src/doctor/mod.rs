@@ -262,8 +262,10 @@ pub async fn examine(settings: &Settings) -> Report {
     let limit = settings.timeout;
     let gluster = async {
         if settings.client_only {
-            let client = gluster::client_version(&settings.glusterfs, limit).await;
-            vec![client]
+            gluster::GlusterChecks {
+                pool: Vec::new(),
+                versions: vec![gluster::client_version(&settings.glusterfs, limit).await],
+            }
         } else {
             gluster::examine(settings).await
         }
@@ -292,17 +294,11 @@ pub async fn examine(settings: &Settings) -> Report {
     );
     let (gluster, roots, local, ports, clock) =
         tokio::join!(gluster, roots, local, ports, host::clock(limit));
-    // glusterd and peers first; the versions and multiplexing after the ports.
-    let split = gluster
-        .iter()
-        .position(|c| c.name == gluster::CLIENT)
-        .unwrap_or(gluster.len());
-    let (pool, versions) = gluster.split_at(split);
-    let mut checks = pool.to_vec();
+    let mut checks = gluster.pool;
     checks.extend(roots);
     checks.extend(local);
     checks.extend(ports);
-    checks.extend_from_slice(versions);
+    checks.extend(gluster.versions);
     checks.push(clock);
     Report::new(checks)
 }
