@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> AppResult<()> {
         Mode::PurgeBrickTrash(args) => crate::bricks::trash::run_purge(args),
         Mode::Ping(args) => crate::csi::ping::run(args).await,
         Mode::Migrate(args) => crate::migrate::run(args),
+        Mode::Doctor(args) => crate::doctor::run(args).await,
     }
 }
 

@@ -10,6 +10,10 @@ use clap::{Args, Parser, Subcommand};
 
 pub const DEFAULT_DRIVER_NAME: &str = "glusterfs.csi.io";
 pub const DEFAULT_BRICK_AGENT_PORT: u16 = 24017;
+/// The chart's `node.healthPort` (the livenessprobe sidecar, host network).
+pub const DEFAULT_HEALTH_PORT: u16 = 29683;
+/// The chart's `node.registrarHealthPort` (node-driver-registrar, host network).
+pub const DEFAULT_REGISTRAR_HEALTH_PORT: u16 = 29684;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +55,86 @@ pub enum Mode {
     /// asking glusterd: the pods' liveness probe. Readiness, which does ask
     /// glusterd, is the CSI Probe through the livenessprobe sidecar.
     Ping(PingArgs),
+    /// Checks this node before (or after) installing the driver: glusterd
+    /// and its peers, brick roots, FUSE, the kubelet directory's mount
+    /// propagation, free ports, gluster versions, brick multiplexing and the
+    /// clock. Prints a checklist with a fix for each failure; exits 0 when
+    /// nothing failed (warnings allowed), 1 when something did, 2 on bad
+    /// usage.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// glusterd's unix socket.
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_GLUSTERD_SOCKET",
+        default_value = "/run/glusterd.socket"
+    )]
+    pub glusterd_socket: PathBuf,
+    /// The gluster CLI binary.
+    #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
+    pub gluster_cli: PathBuf,
+    /// The gluster client binary whose version is checked (what
+    /// mount.glusterfs runs).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_DOCTOR_GLUSTERFS",
+        default_value = "glusterfs"
+    )]
+    pub glusterfs: PathBuf,
+    /// A brick root this server must offer (every StorageClass `brickRoot`
+    /// and the controller's default). Repeat the flag for several (commas in
+    /// the variable).
+    #[arg(
+        long = "brick-root",
+        env = "GLUSTERFS_CSI_BRICK_ROOT",
+        value_delimiter = ',',
+        default_value = "/data/glusterfs"
+    )]
+    pub brick_roots: Vec<String>,
+    /// Brick roots may be plain directories of a larger file system (the
+    /// root file system, say), as the controller flag and the StorageClass
+    /// parameter `allowRootFilesystemBricks` allow.
+    #[arg(long, env = "GLUSTERFS_CSI_ALLOW_ROOT_FILESYSTEM_BRICKS")]
+    pub allow_root_filesystem_bricks: bool,
+    /// Least free space on each brick root's file system, in GiB.
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_MIN_FREE_GIB", default_value_t = 1)]
+    pub min_free_gib: u64,
+    /// The kubelet's root directory (the chart's `kubeletDir`).
+    #[arg(
+        long,
+        env = "GLUSTERFS_CSI_KUBELET_DIR",
+        default_value = "/var/lib/kubelet"
+    )]
+    pub kubelet_dir: PathBuf,
+    /// The livenessprobe sidecar's port on the host (chart: node.healthPort).
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_HEALTH_PORT", default_value_t = DEFAULT_HEALTH_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub health_port: u16,
+    /// node-driver-registrar's health port on the host (chart:
+    /// node.registrarHealthPort).
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_REGISTRAR_HEALTH_PORT",
+          default_value_t = DEFAULT_REGISTRAR_HEALTH_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub registrar_health_port: u16,
+    /// The brick agent's port (chart: brickAgent.port).
+    #[arg(long, env = "GLUSTERFS_CSI_BRICK_AGENT_PORT", default_value_t = DEFAULT_BRICK_AGENT_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub brick_agent_port: u16,
+    /// This node only mounts volumes (not a Gluster server): skip glusterd,
+    /// peers, brick roots, the brick agent's port, op-versions and brick
+    /// multiplexing.
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_CLIENT_ONLY")]
+    pub client_only: bool,
+    /// How long each check may take before it counts as failed.
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout_seconds: u64,
+    /// Print the results as JSON instead of a checklist.
+    #[arg(long, env = "GLUSTERFS_CSI_DOCTOR_JSON")]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -538,6 +622,51 @@ mod tests {
                 bad,
             ];
             assert!(Cli::try_parse_from(argv).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn doctor_defaults_match_the_chart_and_bounds_hold() {
+        let Mode::Doctor(args) = Cli::try_parse_from(["glusterfs-csi", "doctor"])
+            .unwrap()
+            .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(args.glusterd_socket, PathBuf::from("/run/glusterd.socket"));
+        assert_eq!(args.brick_roots, ["/data/glusterfs"]);
+        assert_eq!(args.kubelet_dir, PathBuf::from("/var/lib/kubelet"));
+        assert_eq!(
+            (
+                args.health_port,
+                args.registrar_health_port,
+                args.brick_agent_port
+            ),
+            (29683, 29684, 24017)
+        );
+        assert_eq!(args.min_free_gib, 1);
+        assert!(!args.allow_root_filesystem_bricks && !args.client_only && !args.json);
+        let Mode::Doctor(args) = Cli::try_parse_from([
+            "glusterfs-csi",
+            "doctor",
+            "--brick-root=/a",
+            "--brick-root",
+            "/b",
+        ])
+        .unwrap()
+        .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(args.brick_roots, ["/a", "/b"]);
+        for bad in [
+            ["--health-port", "0"],
+            ["--brick-agent-port", "65536"],
+            ["--timeout-seconds", "0"],
+            ["--min-free-gib", "-1"],
+        ] {
+            let argv = ["glusterfs-csi", "doctor", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
     }
 

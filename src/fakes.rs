@@ -519,6 +519,7 @@ impl FakeMounter {
             root: "/".into(),
             mount_point: path.to_path_buf(),
             mount_options: vec!["rw".into()],
+            optional_fields: Vec::new(),
             fs_type: "ext4".into(),
             source: "/dev/sda1".into(),
         });
@@ -574,6 +575,7 @@ impl Mounter for FakeMounter {
                 }
                 .into(),
             ],
+            optional_fields: Vec::new(),
             fs_type: "fuse.glusterfs".into(),
             source: format!("{}:/{}", source.servers[0], source.volume),
         });

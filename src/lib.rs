@@ -7,8 +7,8 @@
 //! - [`gluster`], [`mount`], [`bricks`]: the real backends behind traits.
 //!
 //! [`dev`] runs the whole driver against a throwaway local Gluster cluster;
-//! [`migrate`] turns PersistentVolumes of the removed in-tree plugin into
-//! this driver's.
+//! [`doctor`] checks a node for what the driver needs there; [`migrate`]
+//! turns PersistentVolumes of the removed in-tree plugin into this driver's.
 
 pub mod app;
 pub mod bricks;
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod controller;
 pub mod csi;
 pub mod dev;
+pub mod doctor;
 #[cfg(test)]
 pub mod fakes;
 pub mod gluster;
@@ -33,3 +34,9 @@ pub mod wiring;
 
 /// What a mode returns: any error, reported once by `main`.
 pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Command-line input refused after parsing: `main` exits 2 for it, as clap
+/// does for what it refuses itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

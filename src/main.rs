@@ -25,7 +25,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("glusterfs-csi: {e}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<glusterfs_csi::UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

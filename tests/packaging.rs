@@ -117,7 +117,7 @@ fn every_render_is_made_of_valid_kubernetes_objects() {
     }
     let examples = json(&chart_py(&["validate", "deploy/examples"]));
     assert_eq!(examples["problems"], serde_json::json!([]), "{examples}");
-    assert_eq!(examples["objects"], 2);
+    assert_eq!(examples["objects"], 3, "a PVC, a pod and the doctor Job");
 }
 
 /// The token of the rendered brick agent Secret, decoded.
@@ -348,6 +348,72 @@ fn a_bad_flag_would_be_caught() {
         .output()
         .unwrap();
     assert!(!output.status.success());
+}
+
+#[test]
+fn the_doctor_job_checks_what_the_default_install_uses() {
+    let containers = json(&chart_py(&["containers", "deploy/examples"]));
+    let doctor = containers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["workload"] == "Job/glusterfs-csi-doctor")
+        .expect("deploy/examples/doctor-job.yaml");
+    let args: Vec<&str> = doctor["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "doctor");
+    let output = Command::new(BINARY)
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the binary refuses {args:?}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The values the node plugin of deploy/ runs with.
+    let node = std::fs::read_to_string(root().join("deploy/31-node.yaml")).unwrap();
+    let flag = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+            .unwrap_or_else(|| panic!("the Job gives --{name}"))
+    };
+    for (value, in_node) in [
+        (
+            flag("health-port"),
+            format!("--http-endpoint=:{}", flag("health-port")),
+        ),
+        (
+            flag("registrar-health-port"),
+            format!("--http-endpoint=:{}", flag("registrar-health-port")),
+        ),
+        (
+            flag("brick-agent-port"),
+            format!("--brick-agent-listen=0.0.0.0:{}", flag("brick-agent-port")),
+        ),
+        (
+            flag("kubelet-dir"),
+            format!("--kubelet-dir={}", flag("kubelet-dir")),
+        ),
+        (
+            flag("brick-root"),
+            format!("mountPath: {}", flag("brick-root")),
+        ),
+        (
+            flag("glusterd-socket"),
+            format!("--glusterd-socket={}", flag("glusterd-socket")),
+        ),
+    ] {
+        assert!(
+            node.contains(&in_node),
+            "{value}: deploy/31-node.yaml has no {in_node:?}"
+        );
+    }
 }
 
 #[test]

@@ -782,16 +782,17 @@ impl Provisioner {
     }
 }
 
-/// What is wrong with a brick root on one server.
+/// What is wrong with a brick root on one server: the rule CreateVolume
+/// applies to what each server reports (and `doctor` to what it sees).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BrickRootProblem {
+pub enum BrickRootProblem {
     Missing,
     NotADirectory,
     NotOwnFileSystem,
 }
 
 impl BrickRootProblem {
-    fn of(report: &BrickRootReport, allow_root_filesystem: bool) -> Option<BrickRootProblem> {
+    pub fn of(report: &BrickRootReport, allow_root_filesystem: bool) -> Option<BrickRootProblem> {
         if !report.exists {
             Some(BrickRootProblem::Missing)
         } else if !report.is_directory {

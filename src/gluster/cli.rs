@@ -215,6 +215,19 @@ impl GlusterCli {
         })
     }
 
+    /// `pool list` as glusterd answers it: the local peer as `localhost`,
+    /// no other peer asked (unlike [`Glusterd::peers`]).
+    pub async fn pool_list(&self) -> Result<Vec<Peer>, GlusterError> {
+        self.exec_ok(&["pool", "list"], None).await?.peers()
+    }
+
+    /// `volume get all <option>`: a pool-wide option's value.
+    pub async fn global_option(&self, option: &str) -> Result<String, GlusterError> {
+        self.exec_ok(&["volume", "get", "all", option], None)
+            .await?
+            .global_option(option)
+    }
+
     fn remember(&self, peers: &[Peer]) {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         for peer in peers.iter().filter(|p| !p.is_local) {
@@ -234,7 +247,7 @@ impl GlusterCli {
 #[async_trait]
 impl Glusterd for GlusterCli {
     async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
-        let mut peers = self.exec_ok(&["pool", "list"], None).await?.peers()?;
+        let mut peers = self.pool_list().await?;
         if let Some(name) = self.name_of_local(&peers).await? {
             for peer in peers.iter_mut().filter(|p| p.is_local) {
                 peer.hostname = name.clone();
@@ -380,10 +393,7 @@ impl Glusterd for GlusterCli {
     async fn op_versions(&self) -> Result<Option<OpVersions>, GlusterError> {
         let mut values = Vec::new();
         for option in ["cluster.op-version", "cluster.max-op-version"] {
-            let text = self
-                .exec_ok(&["volume", "get", "all", option], None)
-                .await?
-                .global_option(option)?;
+            let text = self.global_option(option).await?;
             let value = text
                 .trim()
                 .parse::<u32>()

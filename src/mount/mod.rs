@@ -21,7 +21,9 @@ pub use mountinfo::MountEntry;
 pub use paths::PathPolicy;
 pub use repair::{DeadFileSystem, RepairReport, ReplacedMount};
 pub use scope::{FuseScope, ScopeChoice, ScopeSettings};
-pub use system::SystemMounter;
+pub use system::{
+    FUSE_DEVICE, MOUNT_HELPER, SystemMounter, fuse_device_usable, mount_helper_present,
+};
 
 /// What a gluster FUSE mount connects to.
 #[derive(Clone, Debug, PartialEq, Eq)]

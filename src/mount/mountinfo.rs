@@ -1,6 +1,6 @@
 //! `/proc/self/mountinfo`, the kernel's own record of what is mounted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
@@ -17,6 +17,9 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     /// Per-mount options (`ro`/`rw`, ...).
     pub mount_options: Vec<String>,
+    /// The optional fields: propagation (`shared:N`, `master:N`,
+    /// `propagate_from:N`, `unbindable`); none for a private mount.
+    pub optional_fields: Vec<String>,
     pub fs_type: String,
     /// e.g. `server:/volume` for a gluster FUSE mount.
     pub source: String,
@@ -25,6 +28,28 @@ pub struct MountEntry {
 impl MountEntry {
     pub fn is_read_only(&self) -> bool {
         self.mount_options.iter().any(|o| o == "ro")
+    }
+
+    /// Mounts and unmounts below it propagate to its peers (`shared:N`),
+    /// as they must for the kubelet's directory.
+    pub fn is_shared(&self) -> bool {
+        self.optional_fields
+            .iter()
+            .any(|f| f.starts_with("shared:"))
+    }
+
+    /// How mounts propagate, as findmnt says it: `shared`, `slave`,
+    /// `shared,slave`, `private` or `unbindable`.
+    pub fn propagation(&self) -> String {
+        let has = |prefix: &str| self.optional_fields.iter().any(|f| f.starts_with(prefix));
+        match (has("shared:"), has("master:"), has("unbindable")) {
+            (true, true, _) => "shared,slave",
+            (true, false, _) => "shared",
+            (false, true, _) => "slave",
+            (false, false, true) => "unbindable",
+            (false, false, false) => "private",
+        }
+        .to_string()
     }
 
     pub fn is_glusterfs(&self) -> bool {
@@ -61,9 +86,25 @@ fn parse_line(line: &str) -> Option<MountEntry> {
         root: PathBuf::from(unescape(fields[3])),
         mount_point: PathBuf::from(unescape(fields[4])),
         mount_options: fields[5].split(',').map(str::to_string).collect(),
+        optional_fields: fields[6..].iter().map(|f| f.to_string()).collect(),
         fs_type: tail[0].to_string(),
         source: unescape(tail[1]),
     })
+}
+
+/// The mount `path` (absolute, without symbolic links) lies in: the one at
+/// the longest mount point above or at it, the last of several there (a
+/// later mount covers an earlier one).
+pub fn containing<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    let deepest = mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .map(|m| m.mount_point.components().count())
+        .max()?;
+    mounts
+        .iter()
+        .rev()
+        .find(|m| path.starts_with(&m.mount_point) && m.mount_point.components().count() == deepest)
 }
 
 /// The kernel writes space, tab, newline and backslash as `\ooo`.
@@ -116,6 +157,37 @@ garbage line";
         assert_eq!(plain.mount_point, PathBuf::from("/mnt/a b"));
         assert_eq!(plain.root, PathBuf::from("/srv/a b"));
         assert_eq!(plain.gluster_volume(), None);
+    }
+
+    #[test]
+    fn propagation_and_the_containing_mount() {
+        let text = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+60 27 254:0 /var/lib/kubelet /var/lib/kubelet rw shared:5 master:1 - ext4 /dev/vda rw
+61 60 0:40 / /var/lib/kubelet/pods/x rw shared:9 - tmpfs tmpfs rw
+62 27 0:41 / /mnt rw master:3 - tmpfs tmpfs rw
+63 62 0:42 / /mnt rw unbindable - tmpfs tmpfs rw";
+        let mounts = parse(text);
+        let at = |p: &str| containing(&mounts, Path::new(p)).map(|m| m.id);
+        assert_eq!(at("/var/lib/kubelet"), Some(60));
+        assert_eq!(at("/var/lib/kubelet/plugins"), Some(60));
+        assert_eq!(at("/var/lib/kubeletx"), Some(27), "components, not text");
+        assert_eq!(at("/var/lib/kubelet/pods/x/y"), Some(61));
+        assert_eq!(at("/mnt/a"), Some(63), "the later mount covers");
+        assert_eq!(containing(&[], Path::new("/")), None);
+        let propagation: Vec<(u64, bool, String)> = mounts
+            .iter()
+            .map(|m| (m.id, m.is_shared(), m.propagation()))
+            .collect();
+        assert_eq!(
+            propagation,
+            [
+                (27, false, "private".to_string()),
+                (60, true, "shared,slave".to_string()),
+                (61, true, "shared".to_string()),
+                (62, false, "slave".to_string()),
+                (63, false, "unbindable".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,34 @@ use super::scope::FuseScope;
 use super::servers::answering_first;
 use super::{FsUsage, GlusterSource, MountError, Mounter, PathState};
 
+/// The helper `mount -t glusterfs` runs.
+pub const MOUNT_HELPER: &str = "/sbin/mount.glusterfs";
+/// The FUSE device every gluster client opens.
+pub const FUSE_DEVICE: &str = "/dev/fuse";
+
+/// The node's readiness, part one (also `doctor`'s): the mount helper is there.
+pub fn mount_helper_present(helper: &Path) -> Result<(), String> {
+    if helper.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is missing: install the glusterfs client (glusterfs-client)",
+            helper.display()
+        ))
+    }
+}
+
+/// The node's readiness, part two (also `doctor`'s): the FUSE device opens
+/// for reading and writing, as the client will open it.
+pub fn fuse_device_usable(device: &Path) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map(drop)
+        .map_err(|e| format!("{} is not usable: {e}", device.display()))
+}
+
 pub struct SystemMounter {
     /// Where FUSE clients run.
     scope: FuseScope,
@@ -35,7 +63,7 @@ impl SystemMounter {
             scope,
             paths,
             mount_program: "mount".into(),
-            mount_helper: "/sbin/mount.glusterfs".into(),
+            mount_helper: MOUNT_HELPER.into(),
             timeout: Duration::from_secs(60),
             probe_patience: Duration::from_millis(500),
         }
@@ -210,18 +238,8 @@ impl Mounter for SystemMounter {
     }
 
     fn check_ready(&self) -> Result<(), String> {
-        if !self.mount_helper.exists() {
-            return Err(format!(
-                "{} is missing: install the glusterfs client (glusterfs-client)",
-                self.mount_helper.display()
-            ));
-        }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .map(drop)
-            .map_err(|e| format!("/dev/fuse is not usable: {e}"))
+        mount_helper_present(&self.mount_helper)?;
+        fuse_device_usable(Path::new(FUSE_DEVICE))
     }
 }
 
