@@ -468,19 +468,37 @@ fn chart_refuses_inconsistent_values() {
 fn image_runs_the_binary_the_manifests_expect() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("cargo build --release --locked --bin glusterfs-csi"));
+    // The binary comes from the build stage unless BINARY_IMAGE says
+    // otherwise (the image test gives the binary it tested).
+    assert!(dockerfile.contains("ARG BINARY_IMAGE=build\n"));
+    assert!(dockerfile.contains("FROM ${BINARY_IMAGE} AS binary\n"));
     assert!(
-        dockerfile
-            .contains("COPY --from=build /src/target/release/glusterfs-csi /usr/bin/glusterfs-csi")
+        dockerfile.contains(
+            "COPY --from=binary /src/target/release/glusterfs-csi /usr/bin/glusterfs-csi"
+        )
     );
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/bin/glusterfs-csi"]"#));
+    let defaults: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG "))
+        .filter(|a| a.starts_with("RUST_IMAGE=") || a.starts_with("BASE_IMAGE="))
+        .collect();
+    assert_eq!(defaults.len(), 2, "{defaults:?}");
+    assert!(
+        defaults.iter().all(|s| s.contains("bookworm")),
+        "build and runtime share Debian 12's glibc: {defaults:?}"
+    );
     let stages: Vec<&str> = dockerfile
         .lines()
         .filter(|l| l.starts_with("FROM "))
         .collect();
-    assert_eq!(stages.len(), 2);
-    assert!(
-        stages.iter().all(|s| s.contains("bookworm")),
-        "build and runtime share Debian 12's glibc: {stages:?}"
+    assert_eq!(
+        stages,
+        [
+            "FROM ${RUST_IMAGE} AS build",
+            "FROM ${BINARY_IMAGE} AS binary",
+            "FROM ${BASE_IMAGE}"
+        ]
     );
     // Each runtime tool comes from the package the image installs (this
     // machine has the same Debian packages installed).
