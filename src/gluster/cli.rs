@@ -441,54 +441,46 @@ mod tests {
     use super::*;
 
     /// Answers every command with one captured output.
-    struct Canned(&'static str);
+    struct Canned(String);
 
     #[async_trait]
     impl CliTransport for Canned {
         async fn run(&self, _: &CliCommand) -> Result<String, GlusterError> {
-            Ok(self.0.to_string())
+            Ok(self.0.clone())
         }
         fn describe(&self) -> String {
             "canned".into()
         }
     }
 
-    const SINGLE: &str = include_str!("../../tests/fixtures/gluster/pool_list_single.xml");
-
     #[tokio::test]
     async fn a_pool_of_one_names_its_server_by_the_node_address() {
-        let cli = GlusterCli::new(
-            Arc::new(Canned(SINGLE)),
-            "gluster",
-            None,
-            LockRetry::default(),
-        )
-        .with_lone_name(Some("192.168.1.31".into()));
-        let peers = cli.peers().await.unwrap();
-        assert_eq!(peers.len(), 1);
-        assert_eq!(peers[0].hostname, "192.168.1.31");
-        assert!(peers[0].is_local && peers[0].connected);
+        for c in &crate::gluster::CAPTURES {
+            let single = || Arc::new(Canned(c.fixture("pool_list_single.xml")));
+            let cli = GlusterCli::new(single(), "gluster", None, LockRetry::default())
+                .with_lone_name(Some("192.168.1.31".into()));
+            let peers = cli.peers().await.unwrap();
+            assert_eq!(peers.len(), 1, "{}", c.release);
+            assert_eq!(peers[0].hostname, "192.168.1.31");
+            assert!(peers[0].is_local && peers[0].connected);
 
-        let configured = GlusterCli::new(
-            Arc::new(Canned(SINGLE)),
-            "gluster",
-            Some("gluster-1".into()),
-            LockRetry::default(),
-        )
-        .with_lone_name(Some("192.168.1.31".into()));
-        assert_eq!(configured.peers().await.unwrap()[0].hostname, "gluster-1");
+            let configured = GlusterCli::new(
+                single(),
+                "gluster",
+                Some("gluster-1".into()),
+                LockRetry::default(),
+            )
+            .with_lone_name(Some("192.168.1.31".into()));
+            assert_eq!(configured.peers().await.unwrap()[0].hostname, "gluster-1");
 
-        let unnamed = GlusterCli::new(
-            Arc::new(Canned(SINGLE)),
-            "gluster",
-            None,
-            LockRetry::default(),
-        );
-        let err = unnamed.peers().await.unwrap_err();
-        assert!(
-            err.to_string().contains("single-server pool")
-                && err.to_string().contains("--node-address"),
-            "{err}"
-        );
+            let unnamed = GlusterCli::new(single(), "gluster", None, LockRetry::default());
+            let err = unnamed.peers().await.unwrap_err();
+            assert!(
+                err.to_string().contains("single-server pool")
+                    && err.to_string().contains("--node-address"),
+                "{}: {err}",
+                c.release
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! (30802) and a missing volume on `volume info` (30806); everything else comes
 //! back as 30800 with English text, which [`classify`] reads. Every pattern it
 //! matches is covered by a test built from output captured from glusterfs 10.3
-//! (`tests/fixtures/gluster/`).
+//! and 11.1 (`tests/fixtures/gluster/`).
 
 use tonic::Code;
 
@@ -182,15 +182,15 @@ pub fn is_not_started(errstr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gluster::xml::Envelope;
+    use crate::gluster::{CAPTURES, Capture};
 
-    fn envelope(name: &str) -> Envelope {
-        Envelope::parse("test", &crate::gluster::fixture(name)).unwrap()
-    }
-
-    fn classify_fixture(name: &str, command: &str, volume: &str) -> GlusterError {
-        let envelope = envelope(name);
-        assert_eq!(envelope.op_ret, -1, "{name} is a failure fixture");
+    fn classify_fixture(c: &Capture, name: &str, command: &str, volume: &str) -> GlusterError {
+        let envelope = c.envelope(name);
+        assert_eq!(
+            envelope.op_ret, -1,
+            "{} {name} is a failure fixture",
+            c.release
+        );
         classify(
             command,
             Some(volume),
@@ -201,93 +201,142 @@ mod tests {
 
     #[test]
     fn lock_contention_is_busy_and_aborted() {
-        let err = classify_fixture("volume_set_locked.xml", "volume set", "v2");
-        assert!(err.is_lock_contention());
-        assert_eq!(err.code(), Code::Aborted);
-        let err = classify_fixture("volume_set_locking_failed.xml", "volume set", "v3");
-        assert!(err.is_lock_contention(), "{err:?}");
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_set_locked.xml", "volume set", "v2");
+            assert!(err.is_lock_contention(), "{}: {err:?}", c.release);
+            assert_eq!(err.code(), Code::Aborted);
+            let err = classify_fixture(c, "volume_set_locking_failed.xml", "volume set", "v3");
+            assert!(err.is_lock_contention(), "{}: {err:?}", c.release);
+        }
     }
 
     #[test]
     fn missing_volume_is_not_found_for_every_command() {
-        for (fixture, command) in [
-            ("volume_info_missing.xml", "volume info"),
-            ("volume_start_missing.xml", "volume start"),
-            ("volume_stop_missing.xml", "volume stop"),
-            ("volume_delete_missing.xml", "volume delete"),
-        ] {
-            let err = classify_fixture(fixture, command, "nosuch");
-            assert!(
-                matches!(err, GlusterError::NoSuchVolume(ref v) if v == "nosuch"),
-                "{fixture}: {err:?}"
-            );
-            assert_eq!(err.code(), Code::NotFound);
+        for c in &CAPTURES {
+            for (fixture, command) in [
+                ("volume_info_missing.xml", "volume info"),
+                ("volume_start_missing.xml", "volume start"),
+                ("volume_stop_missing.xml", "volume stop"),
+                ("volume_delete_missing.xml", "volume delete"),
+            ] {
+                let err = classify_fixture(c, fixture, command, "nosuch");
+                assert!(
+                    matches!(err, GlusterError::NoSuchVolume(ref v) if v == "nosuch"),
+                    "{} {fixture}: {err:?}",
+                    c.release
+                );
+                assert_eq!(err.code(), Code::NotFound);
+            }
         }
     }
 
     #[test]
     fn existing_volume_on_create() {
-        let err = classify_fixture("volume_create_exists.xml", "volume create", "v1");
-        assert!(matches!(err, GlusterError::VolumeExists(_)), "{err:?}");
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_create_exists.xml", "volume create", "v1");
+            assert!(
+                matches!(err, GlusterError::VolumeExists(_)),
+                "{}: {err:?}",
+                c.release
+            );
+        }
     }
 
     #[test]
     fn peer_down_is_unavailable() {
-        let err = classify_fixture("volume_delete_peer_down.xml", "volume delete", "r11");
-        assert!(matches!(err, GlusterError::PeerDown { .. }), "{err:?}");
-        assert_eq!(err.code(), Code::Unavailable);
-        let err = classify_fixture("volume_create_peer_down.xml", "volume create", "pd");
-        assert!(
-            matches!(err, GlusterError::PeerDown { ref message } if message.contains("127.77.1.3"))
-        );
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_delete_peer_down.xml", "volume delete", "r11");
+            assert!(
+                matches!(err, GlusterError::PeerDown { .. }),
+                "{}: {err:?}",
+                c.release
+            );
+            assert_eq!(err.code(), Code::Unavailable);
+            let err = classify_fixture(c, "volume_create_peer_down.xml", "volume create", "pd");
+            let node3 = format!("{}.3", c.block);
+            assert!(
+                matches!(err, GlusterError::PeerDown { ref message } if message.contains(&node3)),
+                "{}: {err:?}",
+                c.release
+            );
+        }
     }
 
     #[test]
     fn missing_brick_parent_is_failed_precondition() {
-        let err = classify_fixture("volume_create_brickdir_fail.xml", "volume create", "hm");
-        assert!(
-            matches!(err, GlusterError::BrickDirectory { .. }),
-            "{err:?}"
-        );
-        assert_eq!(err.code(), Code::FailedPrecondition);
-        assert!(err.to_string().contains("127.77.1.3"));
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_create_brickdir_fail.xml", "volume create", "hm");
+            assert!(
+                matches!(err, GlusterError::BrickDirectory { .. }),
+                "{}: {err:?}",
+                c.release
+            );
+            assert_eq!(err.code(), Code::FailedPrecondition);
+            assert!(err.to_string().contains(&format!("{}.3", c.block)));
+        }
     }
 
     #[test]
     fn bricks_on_the_root_partition_are_failed_precondition() {
-        // Refused by the glusterd the CLI talks to, and by two other peers.
-        for (fixture, servers) in [
-            ("volume_create_root_partition.xml", &["127.77.1.1"][..]),
-            (
-                "volume_create_root_partition_staging.xml",
-                &["127.156.67.2", "127.156.67.3"][..],
-            ),
-        ] {
-            let err = classify_fixture(fixture, "volume create", "hm");
-            assert!(matches!(err, GlusterError::RootPartition { .. }), "{err:?}");
-            assert_eq!(err.code(), Code::FailedPrecondition);
-            for server in servers {
-                assert!(err.to_string().contains(server), "{err}");
+        for c in &CAPTURES {
+            // Refused by the glusterd the CLI talks to, and by two other peers.
+            for (fixture, servers) in [
+                (
+                    "volume_create_root_partition.xml",
+                    vec![format!("{}.1", c.block)],
+                ),
+                (
+                    "volume_create_root_partition_staging.xml",
+                    vec![
+                        format!("{}.2", c.staging_block),
+                        format!("{}.3", c.staging_block),
+                    ],
+                ),
+            ] {
+                let err = classify_fixture(c, fixture, "volume create", "hm");
+                assert!(
+                    matches!(err, GlusterError::RootPartition { .. }),
+                    "{} {fixture}: {err:?}",
+                    c.release
+                );
+                assert_eq!(err.code(), Code::FailedPrecondition);
+                for server in servers {
+                    assert!(err.to_string().contains(&server), "{}: {err}", c.release);
+                }
             }
         }
     }
 
     #[test]
     fn a_brick_directory_left_by_a_failed_create_is_in_use() {
-        let err = classify_fixture("volume_create_brick_in_use.xml", "volume create", "hm");
-        assert!(matches!(err, GlusterError::BrickInUse { .. }), "{err:?}");
-        assert_eq!(err.code(), Code::FailedPrecondition);
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_create_brick_in_use.xml", "volume create", "hm");
+            assert!(
+                matches!(err, GlusterError::BrickInUse { .. }),
+                "{}: {err:?}",
+                c.release
+            );
+            assert_eq!(err.code(), Code::FailedPrecondition);
+        }
     }
 
     #[test]
     fn rejected_option_keeps_glusterd_message() {
-        let err = classify_fixture("volume_set_bad_value.xml", "volume set", "v2");
-        match err {
-            GlusterError::Rejected { message, .. } => assert!(message.contains("cache-size")),
-            other => panic!("{other:?}"),
+        for c in &CAPTURES {
+            let err = classify_fixture(c, "volume_set_bad_value.xml", "volume set", "v2");
+            match err {
+                GlusterError::Rejected { message, .. } => {
+                    assert!(message.contains("cache-size"), "{}: {message}", c.release)
+                }
+                other => panic!("{}: {other:?}", c.release),
+            }
+            let err = classify_fixture(c, "volume_set_unknown_key.xml", "volume set", "v2");
+            assert!(
+                matches!(err, GlusterError::Rejected { .. }),
+                "{}: {err:?}",
+                c.release
+            );
         }
-        let err = classify_fixture("volume_set_unknown_key.xml", "volume set", "v2");
-        assert!(matches!(err, GlusterError::Rejected { .. }), "{err:?}");
     }
 
     #[test]
@@ -306,14 +355,23 @@ mod tests {
 
     #[test]
     fn start_and_stop_idempotency_texts() {
-        assert!(is_already_started(
-            &envelope("volume_start_already.xml").op_errstr
-        ));
-        assert!(is_not_started(
-            &envelope("volume_stop_not_started.xml").op_errstr
-        ));
-        assert!(!is_already_started(
-            &envelope("volume_start_missing.xml").op_errstr
-        ));
+        for c in &CAPTURES {
+            let errstr = |name: &str| c.envelope(name).op_errstr;
+            assert!(
+                is_already_started(&errstr("volume_start_already.xml")),
+                "{}",
+                c.release
+            );
+            assert!(
+                is_not_started(&errstr("volume_stop_not_started.xml")),
+                "{}",
+                c.release
+            );
+            assert!(
+                !is_already_started(&errstr("volume_start_missing.xml")),
+                "{}",
+                c.release
+            );
+        }
     }
 }

@@ -180,12 +180,69 @@ pub trait VolumeLookup: Send + Sync {
     ) -> Result<Option<VolumeStatus>, GlusterError>;
 }
 
-/// Output captured from the real gluster CLI, kept under tests/fixtures.
+/// Output captured from the real gluster CLI of one release, kept under
+/// `tests/fixtures/gluster/`: the same commands in the same situations, under
+/// the same file names, for every release in [`CAPTURES`].
 #[cfg(test)]
-pub(crate) fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/gluster/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+pub(crate) struct Capture {
+    pub release: version::Release,
+    /// Directory of its files, under tests/fixtures/gluster.
+    dir: &'static str,
+    /// `cluster.op-version` and `cluster.max-op-version` of its pool.
+    pub op_version: u32,
+    /// Address block (`<block>.1` to `.3`) of the cluster most answers come
+    /// from, and of those `volume status` and the staging refusal of bricks
+    /// on the root file system came from.
+    pub block: &'static str,
+    pub status_block: &'static str,
+    pub staging_block: &'static str,
+}
+
+/// Debian 12's glusterfs 10.3, and Debian 13's 11.1 (captured in a chroot by
+/// `tests/helpers/capture-gluster11.sh`). Parser tests run against each.
+#[cfg(test)]
+pub(crate) const CAPTURES: [Capture; 2] = [
+    Capture {
+        release: version::Release {
+            major: 10,
+            minor: 3,
+        },
+        dir: "",
+        op_version: 100000,
+        block: "127.77.1",
+        status_block: "127.162.148",
+        staging_block: "127.156.67",
+    },
+    Capture {
+        release: version::Release {
+            major: 11,
+            minor: 1,
+        },
+        dir: "11/",
+        op_version: 110000,
+        block: "127.77.1",
+        status_block: "127.77.1",
+        staging_block: "127.77.1",
+    },
+];
+
+#[cfg(test)]
+impl Capture {
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gluster")
+            .join(self.dir)
+            .join(name)
+    }
+
+    pub fn fixture(&self, name: &str) -> String {
+        let path = self.path(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A `--xml` answer, which must have the `<cliOutput>` envelope.
+    pub fn envelope(&self, name: &str) -> xml::Envelope {
+        xml::Envelope::parse("test", &self.fixture(name))
+            .unwrap_or_else(|e| panic!("{} {name}: {e}", self.release))
+    }
 }

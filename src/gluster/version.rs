@@ -155,29 +155,21 @@ pub async fn report(glusterd: Option<Arc<dyn Glusterd>>, client: PathBuf) {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/gluster")
-                .join(name),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn releases_from_captured_version_output() {
+        for c in &crate::gluster::CAPTURES {
+            for file in ["glusterfs_version.txt", "gluster_version.txt"] {
+                assert_eq!(
+                    Release::parse_version_output(&c.fixture(file)),
+                    Some(c.release),
+                    "{file}"
+                );
+            }
+        }
         let ten = Release {
             major: 10,
             minor: 3,
         };
-        assert_eq!(
-            Release::parse_version_output(&fixture("glusterfs_version.txt")),
-            Some(ten)
-        );
-        assert_eq!(
-            Release::parse_version_output(&fixture("gluster_version.txt")),
-            Some(ten)
-        );
         assert_eq!(ten.to_string(), "10.3");
         for bad in ["", "gluster 10.3", "glusterfs x.y", "Repository revision"] {
             assert_eq!(Release::parse_version_output(bad), None, "{bad:?}");

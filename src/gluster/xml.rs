@@ -283,182 +283,254 @@ fn bad(command: &str, detail: &str) -> GlusterError {
 mod tests {
     use super::*;
 
-    use crate::gluster::fixture;
-
-    fn envelope(name: &str) -> Envelope {
-        Envelope::parse("test", &fixture(name)).unwrap()
-    }
+    use crate::gluster::CAPTURES;
 
     #[test]
     fn clients_of_a_mounted_volume() {
-        let hosts = envelope("volume_status_clients.xml")
-            .client_hosts()
-            .unwrap();
-        assert_eq!(
-            hosts.into_iter().collect::<Vec<_>>(),
-            ["127.162.148.1", "127.162.148.2", "127.162.148.3"]
-        );
-        let kinds = client_kinds(&fixture("volume_status_client_list.txt")).unwrap();
-        assert_eq!(
-            kinds,
-            BTreeMap::from([("fuse".to_string(), 1), ("glustershd".to_string(), 3)])
-        );
-        let kinds = client_kinds(&fixture("volume_status_client_list_unmounted.txt")).unwrap();
-        assert_eq!(kinds, BTreeMap::from([("glustershd".to_string(), 3)]));
+        for c in &CAPTURES {
+            let hosts = c
+                .envelope("volume_status_clients.xml")
+                .client_hosts()
+                .unwrap();
+            let servers: Vec<String> = (1..=3).map(|n| format!("{}.{n}", c.status_block)).collect();
+            assert_eq!(
+                hosts.into_iter().collect::<Vec<_>>(),
+                servers,
+                "{}",
+                c.release
+            );
+            let kinds = client_kinds(&c.fixture("volume_status_client_list.txt")).unwrap();
+            assert_eq!(
+                kinds,
+                BTreeMap::from([("fuse".to_string(), 1), ("glustershd".to_string(), 3)]),
+                "{}",
+                c.release
+            );
+            let kinds =
+                client_kinds(&c.fixture("volume_status_client_list_unmounted.txt")).unwrap();
+            assert_eq!(
+                kinds,
+                BTreeMap::from([("glustershd".to_string(), 3)]),
+                "{}",
+                c.release
+            );
+            // One brick, one FUSE client (a volume without a self-heal daemon).
+            let one = c
+                .envelope("volume_status_brick_clients.xml")
+                .client_connections()
+                .unwrap();
+            assert_eq!(one.len(), 1, "{}: {one:?}", c.release);
+        }
         assert!(client_kinds("Volume csi-tv is not started").is_err());
-        // One brick, one FUSE client (a volume without a self-heal daemon).
-        let one = envelope("volume_status_brick_clients.xml")
-            .client_connections()
-            .unwrap();
-        assert_eq!(one.len(), 1, "{one:?}");
     }
 
     #[test]
     fn pool_list_marks_the_local_peer() {
-        let peers = envelope("pool_list.xml").peers().unwrap();
-        assert_eq!(peers.len(), 3);
-        let local: Vec<_> = peers.iter().filter(|p| p.is_local).collect();
-        assert_eq!(local.len(), 1);
-        assert_eq!(local[0].uuid, "c115eedb-d41a-4f3c-be28-e1088a03462b");
-        assert!(
-            peers
-                .iter()
-                .all(|p| p.connected && p.in_cluster && p.usable())
-        );
-        assert!(
-            peers.iter().all(|p| p.state == "Peer in Cluster"),
-            "{peers:?}"
-        );
-        assert!(peers.iter().any(|p| p.hostname == "127.77.1.3"));
+        for c in &CAPTURES {
+            let peers = c.envelope("pool_list.xml").peers().unwrap();
+            assert_eq!(peers.len(), 3, "{}", c.release);
+            let local: Vec<_> = peers.iter().filter(|p| p.is_local).collect();
+            assert_eq!(local.len(), 1, "{}", c.release);
+            // The node the CLI asked, whose uuid `system:: uuid get` told.
+            let uuid = c.envelope("uuid_get.xml").uuid().unwrap();
+            assert_eq!(local[0].uuid, uuid, "{}", c.release);
+            assert!(
+                peers
+                    .iter()
+                    .all(|p| p.connected && p.in_cluster && p.usable()),
+                "{}: {peers:?}",
+                c.release
+            );
+            assert!(
+                peers.iter().all(|p| p.state == "Peer in Cluster"),
+                "{}: {peers:?}",
+                c.release
+            );
+            let node3 = format!("{}.3", c.block);
+            assert!(peers.iter().any(|p| p.hostname == node3), "{}", c.release);
+        }
     }
 
     #[test]
     fn pool_list_reports_a_disconnected_peer() {
-        let peers = envelope("pool_list_peer_down.xml").peers().unwrap();
-        let down: Vec<_> = peers.iter().filter(|p| !p.usable()).collect();
-        assert_eq!(down.len(), 1);
-        assert_eq!(down[0].hostname, "127.77.1.3");
-        assert_eq!(down[0].condition(), "disconnected");
+        for c in &CAPTURES {
+            let peers = c.envelope("pool_list_peer_down.xml").peers().unwrap();
+            let down: Vec<_> = peers.iter().filter(|p| !p.usable()).collect();
+            assert_eq!(down.len(), 1, "{}", c.release);
+            assert_eq!(down[0].hostname, format!("{}.3", c.block));
+            assert_eq!(down[0].condition(), "disconnected");
+        }
     }
 
     #[test]
     fn remote_pool_list_names_the_asking_node() {
-        // Seen from 127.77.1.2, node 1 has its real address.
-        let peers = envelope("pool_list_remote.xml").peers().unwrap();
-        let node1 = peers
-            .iter()
-            .find(|p| p.uuid == "c115eedb-d41a-4f3c-be28-e1088a03462b")
-            .unwrap();
-        assert_eq!(node1.hostname, "127.77.1.1");
-        assert!(!node1.is_local);
+        for c in &CAPTURES {
+            // Seen from node 2, node 1 (the one `uuid get` asked) has its
+            // real address, and node 2 is localhost.
+            let node1_uuid = c.envelope("uuid_get.xml").uuid().unwrap();
+            let node2_uuid = c
+                .envelope("pool_list.xml")
+                .peers()
+                .unwrap()
+                .into_iter()
+                .find(|p| p.hostname == format!("{}.2", c.block))
+                .unwrap()
+                .uuid;
+            let peers = c.envelope("pool_list_remote.xml").peers().unwrap();
+            let node1 = peers.iter().find(|p| p.uuid == node1_uuid).unwrap();
+            assert_eq!(node1.hostname, format!("{}.1", c.block));
+            assert!(!node1.is_local);
+            let local = peers.iter().find(|p| p.is_local).unwrap();
+            assert_eq!(local.uuid, node2_uuid, "{}", c.release);
+        }
+    }
+
+    #[test]
+    fn pool_of_one() {
+        for c in &CAPTURES {
+            let peers = c.envelope("pool_list_single.xml").peers().unwrap();
+            assert_eq!(peers.len(), 1, "{}", c.release);
+            assert!(peers[0].is_local && peers[0].connected && peers[0].usable());
+            assert_eq!(peers[0].uuid, c.envelope("uuid_get.xml").uuid().unwrap());
+        }
     }
 
     #[test]
     fn global_options() {
-        for (file, option) in [
-            ("volume_get_op_version.xml", "cluster.op-version"),
-            ("volume_get_max_op_version.xml", "cluster.max-op-version"),
-        ] {
-            let text = std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/fixtures/gluster")
-                    .join(file),
-            )
-            .unwrap();
-            let envelope = Envelope::parse("volume get", &text).unwrap();
-            assert_eq!(envelope.global_option(option).unwrap(), "100000");
-            assert!(envelope.global_option("cluster.other").is_err());
+        for c in &CAPTURES {
+            for (file, option) in [
+                ("volume_get_op_version.xml", "cluster.op-version"),
+                ("volume_get_max_op_version.xml", "cluster.max-op-version"),
+            ] {
+                let envelope = c.envelope(file);
+                assert_eq!(
+                    envelope.global_option(option).unwrap(),
+                    c.op_version.to_string(),
+                    "{} {file}",
+                    c.release
+                );
+                assert!(envelope.global_option("cluster.other").is_err());
+            }
         }
     }
 
     #[test]
     fn uuid_get() {
-        assert_eq!(
-            envelope("uuid_get.xml").uuid().unwrap(),
-            "c115eedb-d41a-4f3c-be28-e1088a03462b"
-        );
+        for c in &CAPTURES {
+            let uuid = c.envelope("uuid_get.xml").uuid().unwrap();
+            assert_eq!(uuid.len(), 36, "{}: {uuid}", c.release);
+            assert_eq!(uuid.matches('-').count(), 4, "{}: {uuid}", c.release);
+        }
     }
 
     #[test]
     fn volume_info_of_a_created_volume_with_user_options() {
-        let vols = envelope("volume_info_created.xml").volumes().unwrap();
-        assert_eq!(vols.len(), 1);
-        let v = &vols[0];
-        assert_eq!(v.name, "v1");
-        assert_eq!(v.id, "b2835e11-7f67-440f-943a-1654eca613c9");
-        assert_eq!(v.status, VolumeStatus::Created);
-        assert_eq!(v.replica_count, 3);
-        assert_eq!(v.arbiter_count, 0);
-        assert_eq!(v.bricks.len(), 3);
-        assert_eq!(v.bricks[1].host, "127.77.1.2");
-        assert_eq!(v.bricks[1].path, "/tmp/tb/c/b2/v1");
-        assert_eq!(
-            v.bricks[1].host_uuid,
-            "c4f2e5a1-486f-4615-b57b-bd57990bbf6b"
-        );
-        assert_eq!(v.options.get("user.csi.name").unwrap(), "pvc-1");
-        assert_eq!(v.options.get("user.csi.size").unwrap(), "1073741824");
+        for c in &CAPTURES {
+            let vols = c.envelope("volume_info_created.xml").volumes().unwrap();
+            assert_eq!(vols.len(), 1, "{}", c.release);
+            let v = &vols[0];
+            assert_eq!(v.name, "v1");
+            // The id `volume create` printed.
+            assert!(
+                c.fixture("volume_create.xml")
+                    .contains(&format!("<id>{}</id>", v.id)),
+                "{}: {}",
+                c.release,
+                v.id
+            );
+            assert_eq!(v.status, VolumeStatus::Created);
+            assert_eq!(v.replica_count, 3);
+            assert_eq!(v.arbiter_count, 0);
+            assert_eq!(v.type_name, "Replicate");
+            assert_eq!(v.bricks.len(), 3);
+            let node2 = format!("{}.2", c.block);
+            assert_eq!(v.bricks[1].host, node2);
+            assert_eq!(v.bricks[1].path, "/tmp/tb/c/b2/v1");
+            // Bricks name their server by the uuid the pool lists it under.
+            let peers = c.envelope("pool_list.xml").peers().unwrap();
+            let peer2 = peers.iter().find(|p| p.hostname == node2).unwrap();
+            assert_eq!(v.bricks[1].host_uuid, peer2.uuid, "{}", c.release);
+            assert!(v.bricks.iter().all(|b| !b.is_arbiter));
+            assert_eq!(v.options.get("user.csi.name").unwrap(), "pvc-1");
+            assert_eq!(v.options.get("user.csi.size").unwrap(), "1073741824");
+        }
     }
 
     #[test]
     fn volume_info_status_and_arbiter() {
-        let started = envelope("volume_info_started.xml").volumes().unwrap();
-        assert_eq!(started[0].status, VolumeStatus::Started);
-        let arbiter = envelope("volume_info_arbiter.xml").volumes().unwrap();
-        assert_eq!(arbiter[0].arbiter_count, 1);
-        let flags: Vec<bool> = arbiter[0].bricks.iter().map(|b| b.is_arbiter).collect();
-        assert_eq!(flags, [false, false, true]);
-        let dist = envelope("volume_info_distribute.xml").volumes().unwrap();
-        assert_eq!(dist[0].replica_count, 1);
-        assert_eq!(dist[0].type_name, "Distribute");
+        for c in &CAPTURES {
+            let started = c.envelope("volume_info_started.xml").volumes().unwrap();
+            assert_eq!(started[0].status, VolumeStatus::Started, "{}", c.release);
+            let arbiter = c.envelope("volume_info_arbiter.xml").volumes().unwrap();
+            assert_eq!(arbiter[0].replica_count, 3, "{}", c.release);
+            assert_eq!(arbiter[0].arbiter_count, 1, "{}", c.release);
+            let flags: Vec<bool> = arbiter[0].bricks.iter().map(|b| b.is_arbiter).collect();
+            assert_eq!(flags, [false, false, true], "{}", c.release);
+            let dist = c.envelope("volume_info_distribute.xml").volumes().unwrap();
+            assert_eq!(dist[0].replica_count, 1, "{}", c.release);
+            assert_eq!(dist[0].type_name, "Distribute", "{}", c.release);
+            assert_eq!(dist[0].bricks.len(), 1, "{}", c.release);
+        }
     }
 
     #[test]
     fn empty_and_missing_volume_info() {
-        assert!(
-            envelope("volume_info_empty.xml")
-                .volumes()
-                .unwrap()
-                .is_empty()
-        );
-        let missing = envelope("volume_info_missing.xml");
-        assert!(missing.failed());
-        assert_eq!(missing.op_errno, 30806);
+        for c in &CAPTURES {
+            assert!(
+                c.envelope("volume_info_empty.xml")
+                    .volumes()
+                    .unwrap()
+                    .is_empty(),
+                "{}",
+                c.release
+            );
+            let missing = c.envelope("volume_info_missing.xml");
+            assert!(missing.failed(), "{}", c.release);
+            assert_eq!(missing.op_errno, 30806, "{}", c.release);
+        }
     }
 
     #[test]
     fn volume_list() {
-        let names = envelope("volume_list.xml").volume_names().unwrap();
-        assert_eq!(names.len(), 12);
-        assert_eq!(names[0], "hm");
-        assert!(
-            envelope("volume_list_empty.xml")
-                .volume_names()
-                .unwrap()
-                .is_empty()
-        );
+        for c in &CAPTURES {
+            let names = c.envelope("volume_list.xml").volume_names().unwrap();
+            assert_eq!(names.len(), 12, "{}", c.release);
+            assert_eq!(names[0], "hm", "{}", c.release);
+            assert!(
+                c.envelope("volume_list_empty.xml")
+                    .volume_names()
+                    .unwrap()
+                    .is_empty(),
+                "{}",
+                c.release
+            );
+        }
     }
 
     #[test]
     fn successful_writes_have_op_ret_zero() {
-        for name in [
-            "volume_create.xml",
-            "volume_set_multi.xml",
-            "volume_start.xml",
-            "volume_stop.xml",
-            "volume_delete.xml",
-        ] {
-            assert!(!envelope(name).failed(), "{name}");
+        for c in &CAPTURES {
+            for name in [
+                "volume_create.xml",
+                "volume_set_multi.xml",
+                "volume_start.xml",
+                "volume_stop.xml",
+                "volume_delete.xml",
+            ] {
+                assert!(!c.envelope(name).failed(), "{} {name}", c.release);
+            }
         }
     }
 
     #[test]
     fn settable_option_names() {
-        let names = settable_options(&fixture("volume_set_help_xml.xml")).unwrap();
-        assert!(names.contains("performance.cache-size"));
-        assert!(names.contains("auth.allow"));
-        assert!(!names.contains("user.csi.name"));
-        assert!(names.len() > 200);
+        for c in &CAPTURES {
+            let names = settable_options(&c.fixture("volume_set_help_xml.xml")).unwrap();
+            assert!(names.contains("performance.cache-size"), "{}", c.release);
+            assert!(names.contains("auth.allow"), "{}", c.release);
+            assert!(!names.contains("user.csi.name"), "{}", c.release);
+            assert!(names.len() > 200, "{}", c.release);
+        }
     }
 
     #[test]

@@ -470,55 +470,65 @@ async fn failed_mounts_of_missing_or_stopped_volumes() {
 
 #[test]
 fn failed_mount_messages_carry_the_client_log_errors() {
-    // Written by glusterfs 10.3 for a mount of a volume glusterd lacks.
-    let log = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gluster/client_log_missing_volume.log");
-    let message = with_client_errors("Mount failed.".into(), &log);
-    assert!(
-        message.starts_with("Mount failed.; client log: "),
-        "{message}"
-    );
-    assert!(
-        message.contains("failed to fetch volume file (key:/no-such-volume)"),
-        "{message}"
-    );
-    assert!(!message.contains(" I ["), "only error lines: {message}");
+    for c in &crate::gluster::CAPTURES {
+        // Written by the client for a mount of a volume glusterd lacks.
+        let log = c.path("client_log_missing_volume.log");
+        let message = with_client_errors("Mount failed.".into(), &log);
+        assert!(
+            message.starts_with("Mount failed.; client log: "),
+            "{}: {message}",
+            c.release
+        );
+        assert!(
+            message.contains("failed to fetch volume file (key:/no-such-volume)"),
+            "{}: {message}",
+            c.release
+        );
+        assert!(
+            !message.contains(" I ["),
+            "{}: only error lines: {message}",
+            c.release
+        );
+    }
     let missing = with_client_errors("Mount failed.".into(), Path::new("/nonexistent.log"));
     assert_eq!(missing, "Mount failed.");
 }
 
 #[test]
 fn refusals_by_the_volumes_isolation_are_explained() {
-    // Written by glusterfs 10.3: a client whose address auth.allow does not
-    // list, and one with TLS on and no certificate at ssl.own-cert.
-    let fixture = |name: &str| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/gluster/{name}"))
-    };
-    let refused = with_client_errors(
-        "Mount failed.".into(),
-        &fixture("client_log_auth_failed.log"),
-    );
-    assert!(
-        refused
-            .starts_with("Mount failed. (the servers refused this client: its address is not in"),
-        "{refused}"
-    );
-    let no_cert = with_client_errors(
-        "Mount failed.".into(),
-        &fixture("client_log_no_certificate.log"),
-    );
-    assert!(
-        no_cert.starts_with("Mount failed. (this node has no TLS certificate"),
-        "{no_cert}"
-    );
-    let missing = with_client_errors(
-        "Mount failed.".into(),
-        &fixture("client_log_missing_volume.log"),
-    );
-    assert!(
-        missing.starts_with("Mount failed.; client log: "),
-        "no hint for other failures: {missing}"
-    );
+    for c in &crate::gluster::CAPTURES {
+        // A client whose address auth.allow does not list, and one with TLS
+        // on and no certificate at ssl.own-cert.
+        let refused = with_client_errors(
+            "Mount failed.".into(),
+            &c.path("client_log_auth_failed.log"),
+        );
+        assert!(
+            refused.starts_with(
+                "Mount failed. (the servers refused this client: its address is not in"
+            ),
+            "{}: {refused}",
+            c.release
+        );
+        let no_cert = with_client_errors(
+            "Mount failed.".into(),
+            &c.path("client_log_no_certificate.log"),
+        );
+        assert!(
+            no_cert.starts_with("Mount failed. (this node has no TLS certificate"),
+            "{}: {no_cert}",
+            c.release
+        );
+        let missing = with_client_errors(
+            "Mount failed.".into(),
+            &c.path("client_log_missing_volume.log"),
+        );
+        assert!(
+            missing.starts_with("Mount failed.; client log: "),
+            "{}: no hint for other failures: {missing}",
+            c.release
+        );
+    }
 }
 
 #[tokio::test]
