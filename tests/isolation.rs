@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::pods::fuse_client_of;
 use common::runtime::{
-    NodePlugin, PluginSetup, SYSTEMD_RUN_SHIM, SharedKubeletDir, TestCgroup,
-    reap_orphaned_gluster_processes, unique,
+    NodePlugin, PluginSetup, SharedKubeletDir, TestCgroup, reap_orphaned_gluster_processes, unique,
 };
 use common::*;
 use glusterfs_csi::proto::csi::Volume;
@@ -393,32 +392,7 @@ impl Containers {
 
     /// A node plugin whose FUSE clients run where `mounter` puts them.
     async fn plugin(&mut self, mounter: &'static str) -> NodePlugin {
-        let mut setup = PluginSetup {
-            mounter,
-            own_pid_namespace: false,
-            flags: Vec::new(),
-            env: Vec::new(),
-        };
-        match mounter {
-            "cgroup" => setup
-                .flags
-                .push(format!("--fuse-cgroup={}", self.fuse.relative().display())),
-            "systemd" => {
-                setup
-                    .flags
-                    .push(format!("--systemd-run={SYSTEMD_RUN_SHIM}"));
-                let parents: Vec<String> = self
-                    .scopes
-                    .dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect();
-                setup
-                    .env
-                    .push(("GLUSTERFS_CSI_TEST_SCOPE_PARENTS".into(), parents.join(":")));
-            }
-            _ => {}
-        }
+        let setup = PluginSetup::for_mounter(mounter, false, &self.fuse, &self.scopes);
         let incarnation = self.homes.len();
         let home = tempfile::Builder::new()
             .prefix("node-plugin-")

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::input::ClaimRef;
 use super::plan::Migration;
 
 #[derive(Serialize)]
@@ -208,35 +209,26 @@ pub fn new_volume(m: &Migration, driver: &str) -> String {
     );
     text.push_str(&to_yaml(&pv));
     if let Some(claim) = &m.bind {
-        let pvc = Manifest {
-            api_version: "v1",
-            kind: "PersistentVolumeClaim",
-            metadata: Metadata {
-                name: claim.name.clone(),
-                namespace: Some(claim.namespace.clone()),
-                annotations: BTreeMap::new(),
-            },
-            spec: PvcSpec {
-                access_modes: m.old.access_modes.clone(),
-                resources: Resources {
-                    requests: BTreeMap::from([("storage", m.old.capacity.clone())]),
-                },
-                storage_class_name: String::new(),
-                volume_mode: "Filesystem",
-                volume_name: m.new_name.clone(),
-            },
-        };
         text.push_str("---\n");
-        text.push_str(&to_yaml(&pvc));
+        text.push_str(&to_yaml(&claim_bound_to(
+            m,
+            claim,
+            String::new(),
+            m.new_name.clone(),
+        )));
     }
     text
 }
 
-/// The old claim as it can be created again (bound to the old volume by
-/// `volumeName`), for rolling back before the old volume is deleted.
-pub fn old_claim(m: &Migration) -> Option<String> {
-    let claim = m.bind.as_ref()?;
-    let pvc = Manifest {
+/// The claim `claim` of `m`'s volume (its access modes and capacity),
+/// bound by `volumeName` to `volume_name`.
+fn claim_bound_to(
+    m: &Migration,
+    claim: &ClaimRef,
+    storage_class_name: String,
+    volume_name: String,
+) -> Manifest<PvcSpec> {
+    Manifest {
         api_version: "v1",
         kind: "PersistentVolumeClaim",
         metadata: Metadata {
@@ -249,11 +241,23 @@ pub fn old_claim(m: &Migration) -> Option<String> {
             resources: Resources {
                 requests: BTreeMap::from([("storage", m.old.capacity.clone())]),
             },
-            storage_class_name: m.old.storage_class.clone().unwrap_or_default(),
+            storage_class_name,
             volume_mode: "Filesystem",
-            volume_name: m.old.name.clone(),
+            volume_name,
         },
-    };
+    }
+}
+
+/// The old claim as it can be created again (bound to the old volume by
+/// `volumeName`), for rolling back before the old volume is deleted.
+pub fn old_claim(m: &Migration) -> Option<String> {
+    let claim = m.bind.as_ref()?;
+    let pvc = claim_bound_to(
+        m,
+        claim,
+        m.old.storage_class.clone().unwrap_or_default(),
+        m.old.name.clone(),
+    );
     Some(format!(
         "# glusterfs-csi migrate: the claim {}/{} as it was, bound to in-tree PersistentVolume \
          {}; see RUNBOOK.md\n{}",

@@ -61,33 +61,7 @@ impl Stage {
     }
 
     pub fn setup(&self, mounter: &'static str, own_pid_namespace: bool) -> PluginSetup {
-        let mut setup = PluginSetup {
-            mounter,
-            own_pid_namespace,
-            flags: Vec::new(),
-            env: Vec::new(),
-        };
-        match mounter {
-            "cgroup" => setup
-                .flags
-                .push(format!("--fuse-cgroup={}", self.fuse.relative().display())),
-            "systemd" => {
-                setup
-                    .flags
-                    .push(format!("--systemd-run={SYSTEMD_RUN_SHIM}"));
-                let parents: Vec<String> = self
-                    .scopes
-                    .dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect();
-                setup
-                    .env
-                    .push(("GLUSTERFS_CSI_TEST_SCOPE_PARENTS".into(), parents.join(":")));
-            }
-            _ => {}
-        }
-        setup
+        PluginSetup::for_mounter(mounter, own_pid_namespace, &self.fuse, &self.scopes)
     }
 
     pub async fn plugin(&self, setup: &PluginSetup, incarnation: usize) -> NodePlugin {

@@ -68,24 +68,34 @@ pub struct DevDriver {
 
 impl DevDriver {
     pub async fn start() -> DevDriver {
+        DevDriver::start_with(&[]).await
+    }
+
+    /// Like [`DevDriver::start`], with extra `dev` flags (such as the
+    /// isolation flags dev hands to its controller).
+    pub async fn start_with(flags: &[String]) -> DevDriver {
         let state = tempfile::Builder::new()
             .prefix("glusterfs-csi-dev-")
             .tempdir()
             .unwrap();
-        let state_dir = state.path().join("state");
-        let mut driver = DevDriver::start_in(&state_dir).await;
+        let mut driver = DevDriver::launch(&state.path().join("state"), flags).await;
         driver._state = Some(state);
         driver
     }
 
     /// Runs `glusterfs-csi dev --state-dir <state_dir>`.
     pub async fn start_in(state_dir: &Path) -> DevDriver {
+        DevDriver::launch(state_dir, &[]).await
+    }
+
+    async fn launch(state_dir: &Path, flags: &[String]) -> DevDriver {
         let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
         let state_dir = state_dir.to_path_buf();
         let mut command = Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"));
         command
             .args(["dev", "--state-dir"])
             .arg(&state_dir)
+            .args(flags)
             .env("GLUSTERFS_CSI_LOG", "info,glusterfs_csi=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -121,8 +131,9 @@ impl DevDriver {
             Ok(Ok(())) => {}
             other => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!(
-                    "dev did not become ready: {other:?}\n{}",
+                    "dev {flags:?} did not become ready: {other:?}\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
@@ -541,76 +552,4 @@ pub fn mounts_at(path: &Path) -> Vec<glusterfs_csi::mount::MountEntry> {
         .into_iter()
         .filter(|m| m.mount_point == path)
         .collect()
-}
-
-impl DevDriver {
-    /// Like [`DevDriver::start`], with extra `dev` flags (such as the
-    /// isolation flags dev hands to its controller).
-    pub async fn start_with(flags: &[String]) -> DevDriver {
-        let state = tempfile::Builder::new()
-            .prefix("glusterfs-csi-dev-")
-            .tempdir()
-            .unwrap();
-        let state_dir = state.path().join("state");
-        let slot = tokio::task::spawn_blocking(Slot::take).await.unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"));
-        command
-            .args(["dev", "--state-dir"])
-            .arg(&state_dir)
-            .args(flags)
-            .env("GLUSTERFS_CSI_LOG", "info,glusterfs_csi=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: only an async-signal-safe prctl between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let mut child = command.spawn().expect("start glusterfs-csi dev");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("dev cluster ready") {
-                    let _ = ready_tx.send(Ok(()));
-                } else if line.contains("ERROR") {
-                    let _ = ready_tx.send(Err(line.clone()));
-                }
-                sink.lock().unwrap().push(line);
-            }
-            let _ = ready_tx.send(Err("dev exited".into()));
-        });
-        let ready =
-            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(90)))
-                .await
-                .unwrap();
-        if !matches!(ready, Ok(Ok(()))) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "dev {flags:?} did not become ready: {ready:?}\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        }
-        let cluster = ClusterDescription::load(&state_dir).unwrap();
-        let channel = connect(&cluster.csi_socket).await;
-        DevDriver {
-            child,
-            cluster,
-            channel,
-            kubelet: tempfile::Builder::new()
-                .prefix("kubelet-")
-                .tempdir()
-                .unwrap(),
-            log,
-            restarted: Vec::new(),
-            _state: Some(state),
-            _slot: slot,
-        }
-    }
 }

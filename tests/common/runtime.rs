@@ -284,6 +284,45 @@ pub struct PluginSetup {
     pub env: Vec<(String, String)>,
 }
 
+impl PluginSetup {
+    /// A plugin whose FUSE clients go where `mounter` puts them: the cgroup
+    /// `fuse` (cgroup mounter), or scopes under `scopes` made by the
+    /// systemd-run shim (systemd mounter).
+    pub fn for_mounter(
+        mounter: &'static str,
+        own_pid_namespace: bool,
+        fuse: &TestCgroup,
+        scopes: &TestCgroup,
+    ) -> PluginSetup {
+        let mut setup = PluginSetup {
+            mounter,
+            own_pid_namespace,
+            flags: Vec::new(),
+            env: Vec::new(),
+        };
+        match mounter {
+            "cgroup" => setup
+                .flags
+                .push(format!("--fuse-cgroup={}", fuse.relative().display())),
+            "systemd" => {
+                setup
+                    .flags
+                    .push(format!("--systemd-run={SYSTEMD_RUN_SHIM}"));
+                let parents: Vec<String> = scopes
+                    .dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                setup
+                    .env
+                    .push(("GLUSTERFS_CSI_TEST_SCOPE_PARENTS".into(), parents.join(":")));
+            }
+            _ => {}
+        }
+        setup
+    }
+}
+
 /// One incarnation of the node plugin, as a container: its own mount
 /// namespace (sharing the kubelet directory), its own cgroup, optionally
 /// its own PID namespace.
