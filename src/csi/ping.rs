@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::AppResult;
 use crate::cli::PingArgs;
@@ -17,18 +19,7 @@ pub async fn run(args: PingArgs) -> AppResult<()> {
     let socket = super::socket_path(&args.endpoint)?;
     let timeout = Duration::from_secs(args.timeout_seconds.max(1));
     let answer = tokio::time::timeout(timeout, async {
-        // The URI is required by tonic and never used: the connector below
-        // dials the unix socket.
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move {
-                    tokio::net::UnixStream::connect(socket)
-                        .await
-                        .map(TokioIo::new)
-                }
-            }))
-            .await?;
+        let channel = channel(socket).await?;
         let info = IdentityClient::new(channel)
             .get_plugin_info(GetPluginInfoRequest {})
             .await?
@@ -47,4 +38,20 @@ pub async fn run(args: PingArgs) -> AppResult<()> {
         Ok(Err(e)) => Err(format!("{}: {e}", args.endpoint).into()),
         Err(_) => Err(format!("{}: no answer within {timeout:?}", args.endpoint).into()),
     }
+}
+
+/// A gRPC channel to the driver listening on the unix socket `socket`.
+pub async fn channel(socket: PathBuf) -> Result<Channel, tonic::transport::Error> {
+    // The URI is required by tonic and never used: the connector dials the
+    // unix socket.
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
 }

@@ -24,8 +24,7 @@ use glusterfs_csi::proto::csi::node_client::NodeClient;
 use glusterfs_csi::proto::csi::volume_capability::access_mode::Mode;
 use glusterfs_csi::proto::csi::volume_capability::{AccessMode, AccessType, MountVolume};
 use glusterfs_csi::proto::csi::*;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// How many dev clusters one test binary runs at once (2 cores here).
 const MAX_CLUSTERS: usize = 2;
@@ -345,17 +344,7 @@ pub async fn connect(socket: &Path) -> Channel {
 
 /// A channel to the socket, if something listens there.
 pub async fn try_connect(socket: &Path) -> Option<Channel> {
-    let socket = socket.to_path_buf();
-    Endpoint::try_from("http://[::1]:1")
-        .ok()?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                tokio::net::UnixStream::connect(socket)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
+    glusterfs_csi::csi::ping::channel(socket.to_path_buf())
         .await
         .ok()
 }
