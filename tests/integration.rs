@@ -1418,9 +1418,9 @@ async fn a_single_server_pool_works_by_the_node_address() {
     };
 
     let (_unnamed, socket) = start("unnamed", None);
-    wait_until(Duration::from_secs(20), || socket.exists());
-    let mut controller =
-        glusterfs_csi::proto::csi::controller_client::ControllerClient::new(connect(&socket).await);
+    let mut controller = glusterfs_csi::proto::csi::controller_client::ControllerClient::new(
+        connect_when_listening(&socket, Duration::from_secs(20)).await,
+    );
     let err = controller
         .create_volume(create_request(&pvc_name(), &[("replica", "1")]))
         .await
@@ -1433,9 +1433,9 @@ async fn a_single_server_pool_works_by_the_node_address() {
     );
 
     let (_named, socket) = start("named", Some(&server.address));
-    wait_until(Duration::from_secs(20), || socket.exists());
-    let mut controller =
-        glusterfs_csi::proto::csi::controller_client::ControllerClient::new(connect(&socket).await);
+    let mut controller = glusterfs_csi::proto::csi::controller_client::ControllerClient::new(
+        connect_when_listening(&socket, Duration::from_secs(20)).await,
+    );
     let volume = controller
         .create_volume(create_request(&pvc_name(), &[("replica", "1")]))
         .await

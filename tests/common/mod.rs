@@ -342,6 +342,23 @@ pub async fn connect(socket: &Path) -> Channel {
         .expect("connect to the CSI socket")
 }
 
+/// A channel to a server that was just started: the socket file appears
+/// at bind, before the server listens, so its existence is not enough.
+pub async fn connect_when_listening(socket: &Path, limit: Duration) -> Channel {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(channel) = try_connect(socket).await {
+            return channel;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {} after {limit:?}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A channel to the socket, if something listens there.
 pub async fn try_connect(socket: &Path) -> Option<Channel> {
     glusterfs_csi::csi::ping::channel(socket.to_path_buf())
