@@ -18,7 +18,7 @@ use tonic::Code;
 async fn lifecycle_replicates_data_and_leaves_nothing_behind() {
     let driver = DevDriver::start().await;
     // The start-up version report: the image's client and the pool's
-    // op-version, read from the real CLI.
+    // op-version, read from the real CLI (10.3 here, 11.x in tests/gluster11.rs).
     wait_until(Duration::from_secs(20), || {
         driver.log().contains("gluster versions")
     });
@@ -28,8 +28,11 @@ async fn lifecycle_replicates_data_and_leaves_nothing_behind() {
         .find(|l| l.contains("gluster versions"))
         .unwrap()
         .to_string();
+    let release = gluster_release().await;
+    // A fresh pool runs at its release's op-version: 100000 for 10.x, 110000 for 11.x.
     assert!(
-        report.contains("gluster_client=1") && report.contains("pool_op_version=1"),
+        report.contains(&format!("gluster_client={release} "))
+            && report.contains(&format!("pool_op_version={}0000 ", release.major)),
         "{report}"
     );
     let (mut controller, mut node) = (driver.controller(), driver.node());

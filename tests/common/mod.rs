@@ -559,3 +559,11 @@ pub fn mounts_at(path: &Path) -> Vec<glusterfs_csi::mount::MountEntry> {
         .filter(|m| m.mount_point == path)
         .collect()
 }
+
+/// The gluster release the tests run against: `glusterfs --version` of the
+/// client on PATH (the servers come from the same packages).
+pub async fn gluster_release() -> glusterfs_csi::gluster::version::Release {
+    glusterfs_csi::gluster::version::Release::of_binary(Path::new("glusterfs"))
+        .await
+        .unwrap()
+}

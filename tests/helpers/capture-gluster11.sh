@@ -8,11 +8,12 @@
 #   tests/helpers/capture-gluster11.sh [OUT_DIR]     # default tests/fixtures/gluster/11
 #
 # What it does:
-#  1. Unless $ROOT already has glusterd: debootstrap a minimal Debian 13
-#     (trixie) into $ROOT (default /var/tmp/gluster11-root) and apt-get install
-#     glusterfs-server there (a policy-rc.d keeps packages from starting
-#     anything). Nothing of the host's gluster (packages, /var/lib/glusterd,
-#     /etc/glusterfs) is touched.
+#  1. Takes $ROOT.lock (tests/gluster11.rs uses the same chroot and lock) and
+#     makes sure $ROOT (default /var/tmp/glusterfs-csi-gluster11) holds a
+#     minimal Debian 13 (trixie) with glusterfs-server: tests/helpers/
+#     gluster11-root.sh reuses a complete one or debootstraps a new one (a
+#     policy-rc.d keeps packages from starting anything). Nothing of the
+#     host's gluster (packages, /var/lib/glusterd, /etc/glusterfs) is touched.
 #  2. Binds /proc, /sys, /dev into $ROOT, adds $BLOCK.1-3 (default 127.77.1,
 #     the block the 10.3 captures used; the tests expect the block named in
 #     CAPTURES, src/gluster/mod.rs) and $CLIENT_ADDR to lo, and starts three
@@ -33,9 +34,7 @@
 # without clients) go to $NOTES (default /var/tmp/gluster11-notes).
 set -euo pipefail
 
-ROOT=${ROOT:-/var/tmp/gluster11-root}
-SUITE=${SUITE:-trixie}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+ROOT=${ROOT:-/var/tmp/glusterfs-csi-gluster11}
 BLOCK=${BLOCK:-127.77.1}
 # A non-loopback address put on lo, for a client auth.allow refuses.
 CLIENT_ADDR=${CLIENT_ADDR:-198.18.77.11}
@@ -55,18 +54,12 @@ say() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 elapsed() { echo "$(( $(date +%s%N) / 1000000 - $1 )) ms"; }
 
 # --- 1. the chroot --------------------------------------------------------
-if [ ! -x "$ROOT/usr/sbin/glusterd" ]; then
-    command -v debootstrap >/dev/null || apt-get install -y debootstrap
-    t=$(( $(date +%s%N) / 1000000 ))
-    debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR"
-    say "debootstrap: $(elapsed $t)"
-    printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
-    chmod +x "$ROOT/usr/sbin/policy-rc.d"
-    t=$(( $(date +%s%N) / 1000000 ))
-    chroot "$ROOT" apt-get update
-    DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y glusterfs-server openssl
-    say "apt-get install glusterfs-server: $(elapsed $t)"
-fi
+mkdir -p "$(dirname "$ROOT")"
+exec 9> "$ROOT.lock"
+flock -n 9 || { echo "$ROOT is in use (tests/gluster11.rs holds $ROOT.lock): try again later" >&2; exit 1; }
+command -v debootstrap >/dev/null || apt-get install -y debootstrap
+t=$(( $(date +%s%N) / 1000000 ))
+say "chroot: glusterfs-server $("$here/tests/helpers/gluster11-root.sh" "$ROOT") ($(elapsed $t))"
 if pids=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && echo "${p#/proc/}"; done) && [ -n "$pids" ]; then
     echo "processes already run in $ROOT ($pids): not starting another cluster there" >&2
     exit 1
