@@ -5,8 +5,9 @@
 //! 11.x while the kernel, the driver binary and the tests are the same.
 //!
 //! The inner run gets a network namespace of its own (its loopback aliases
-//! vanish with it and never meet other runs' address blocks) and the host's
-//! /proc, /sys, /dev, /tmp and the repository at the same paths. Whatever
+//! vanish with it and never meet other runs' address blocks), the host's
+//! /proc, /sys, /dev, /tmp and the repository at the same paths, and a
+//! TMPDIR of its own under /tmp, removed afterwards. Whatever
 //! happens, the guard ends every process whose root is the chroot and
 //! unmounts everything under it (what the tests mounted inside first, then
 //! our own mounts), deepest first, lazily as a last resort.
@@ -218,6 +219,9 @@ struct Session {
     manifest_dir: PathBuf,
     /// Mount ids of what `enter` mounted (the recursive binds' submounts too).
     ours: Vec<u64>,
+    /// The inner run's TMPDIR, under the host's /tmp: what a killed test
+    /// leaves there goes with it.
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl Session {
@@ -226,6 +230,7 @@ impl Session {
             root: root.to_path_buf(),
             manifest_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
             ours: Vec::new(),
+            tmp: None,
         };
         // Nothing may run or be mounted there yet: a crashed run's leftovers go first.
         let left = session.teardown();
@@ -267,6 +272,12 @@ impl Session {
             mount(None, &target, None, propagation_private);
         }
         session.ours = session.mounts().into_iter().map(|m| m.id).collect();
+        session.tmp = Some(
+            tempfile::Builder::new()
+                .prefix("glusterfs-csi-gluster11-")
+                .tempdir_in("/tmp")
+                .unwrap(),
+        );
         session
     }
 
@@ -283,6 +294,7 @@ impl Session {
             .arg(binary)
             .env("PATH", INNER_PATH)
             .env(INSIDE_ENV, "1")
+            .env("TMPDIR", self.tmp.as_ref().unwrap().path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -420,6 +432,10 @@ impl Drop for Session {
         let left = self.teardown();
         if !left.is_empty() {
             eprintln!("gluster11: WARNING: still mounted in the chroot: {left:?}");
+            // Never delete a tree something may still be mounted in.
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("gluster11: leaving {}", tmp.keep().display());
+            }
         }
     }
 }
