@@ -324,21 +324,21 @@ impl Session {
             String::from_utf8_lossy(&text).into_owned()
         });
         let deadline = Instant::now() + INNER_LIMIT;
-        let status = loop {
+        let (success, status) = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                break status.to_string();
+                break (status.success(), status.to_string());
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                break format!("killed after {INNER_LIMIT:?}");
+                break (false, format!("killed after {INNER_LIMIT:?}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         };
         // Daemons left behind would keep the pipes open: end them first.
         self.end_processes();
         InnerRun {
-            success: status == "exit status: 0",
+            success,
             status,
             stdout: out.join().unwrap(),
             stderr: err.join().unwrap(),
