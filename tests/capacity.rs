@@ -176,6 +176,24 @@ async fn a_size_is_enforced_and_grows_under_a_live_mount() {
         .unwrap();
     assert_eq!(retried.capacity_bytes, (100 * MIB) as i64);
 
+    // One operation per volume at a time: a DeleteVolume of the mounted
+    // volume waits a few seconds for its clients before refusing; an
+    // expansion meanwhile is ABORTED (the CO retries it).
+    let mut deleter = driver.controller();
+    let delete = tokio::spawn({
+        let request = delete_volume_request(&volume);
+        async move { deleter.delete_volume(request).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let err = controller
+        .controller_expand_volume(expand_request(&volume, 200 * MIB, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    let refused = delete.await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(statvfs_bytes(&target), 100 * MIB);
+
     // Missing volumes.
     let mut missing = expand_request(&volume, 100 * MIB, 0);
     missing.volume_id = format!("csi-{}", pvc_name());
