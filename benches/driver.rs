@@ -1,6 +1,7 @@
 //! Driver benchmark on dev clusters: prints figures, asserts nothing.
 //!
 //!     cargo bench --bench driver
+//!     cargo bench --bench driver -- sizes    # only the quota/expansion figures
 //!
 //! Needs what the integration tests need (root, glusterfs-server, FUSE).
 //! Compares the driver with the raw gluster CLI and `mount -t glusterfs` on
@@ -25,7 +26,13 @@ async fn main() {
         return; // `cargo bench -- --list`: nothing to list
     }
     let mut report = Report::default();
+    if std::env::args().any(|a| a == "sizes") {
+        sizes(&mut report).await;
+        report.print();
+        return;
+    }
     latency(&mut report).await;
+    sizes(&mut report).await;
     parallel_driver(&mut report).await;
     parallel_raw(&mut report).await;
     survival(&mut report).await;
@@ -108,11 +115,21 @@ fn raw_create_and_start(driver: &DevDriver, name: &str) -> Duration {
     started.elapsed()
 }
 
+/// CreateVolume without quota (as before sizes were enforced): the
+/// comparison with the raw `volume create` + `volume start`.
 async fn create(driver: &DevDriver, name: &str) -> (Volume, Duration) {
+    create_with(driver, name, &[("enforceCapacity", "false")]).await
+}
+
+async fn create_with(
+    driver: &DevDriver,
+    name: &str,
+    parameters: &[(&str, &str)],
+) -> (Volume, Duration) {
     let started = Instant::now();
     let volume = driver
         .controller()
-        .create_volume(create_request(name, &[]))
+        .create_volume(create_request(name, parameters))
         .await
         .unwrap()
         .into_inner()
@@ -158,6 +175,117 @@ async fn stage_cycle(driver: &DevDriver, volume: &Volume, staging: &Path) -> Dur
     .await
     .unwrap();
     took
+}
+
+const SIZE_SAMPLES: usize = 5;
+
+/// The gluster commands CreateVolume runs for an enforced volume, each
+/// timed: create, set (marks), set (quota timeouts), start, quota enable
+/// (glusterd refuses it before the first start), limit-usage.
+fn raw_enforced(driver: &DevDriver, name: &str) -> [Duration; 6] {
+    let socket = &driver.cluster.servers[0].glusterd_socket;
+    let bricks: Vec<String> = driver
+        .cluster
+        .addresses()
+        .iter()
+        .map(|s| format!("{s}:{}", driver.brick_dir(s, name).display()))
+        .collect();
+    let mut create = vec!["volume", "create", name, "replica", "3"];
+    create.extend(bricks.iter().map(String::as_str));
+    create.push("force");
+    let steps: [Vec<&str>; 6] = [
+        create,
+        vec![
+            "volume",
+            "set",
+            name,
+            "user.csi.name",
+            name,
+            "user.csi.size",
+            "1073741824",
+        ],
+        vec![
+            "volume",
+            "set",
+            name,
+            "features.soft-timeout",
+            "0",
+            "features.hard-timeout",
+            "0",
+        ],
+        vec!["volume", "start", name],
+        vec!["volume", "quota", name, "enable"],
+        vec!["volume", "quota", name, "limit-usage", "/", "1073741824"],
+    ];
+    steps.map(|words| {
+        let started = Instant::now();
+        raw_gluster(socket, &words);
+        started.elapsed()
+    })
+}
+
+/// CreateVolume with and without quota against the raw commands, and
+/// ControllerExpandVolume: a few volumes on one cluster.
+async fn sizes(report: &mut Report) {
+    println!("sizes (one dev cluster, {SIZE_SAMPLES} samples each, medians)");
+    let driver = DevDriver::start().await;
+    create(&driver, "pvc-warm-up").await;
+    let mut raw: Vec<[Duration; 6]> = Vec::new();
+    let (mut enforced, mut plain, mut expands) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..SIZE_SAMPLES {
+        raw.push(raw_enforced(&driver, &format!("raw-q-{i}")));
+        let (volume, took) = create_with(&driver, &format!("pvc-q-{i}"), &[]).await;
+        enforced.push(took);
+        plain.push(create(&driver, &format!("pvc-plain-{i}")).await.1);
+        let started = Instant::now();
+        driver
+            .controller()
+            .controller_expand_volume(ControllerExpandVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: 2 << 30,
+                    limit_bytes: 0,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        expands.push(started.elapsed());
+    }
+    let step = |n: usize| median(raw.iter().map(|r| r[n]).collect());
+    let raw_total = median(raw.iter().map(|r| r.iter().sum()).collect());
+    let (enforced, plain) = (median(enforced), median(plain));
+    report.add(
+        "CreateVolume median with quota vs the raw commands it runs (create, set, set, start, quota enable, limit-usage)",
+        format!(
+            "{:.0} ms vs {:.0} ms ({:+.1}%; raw steps {:.0}/{:.0}/{:.0}/{:.0}/{:.0}/{:.0} ms)",
+            ms(enforced),
+            ms(raw_total),
+            (ms(enforced) / ms(raw_total) - 1.0) * 100.0,
+            ms(step(0)),
+            ms(step(1)),
+            ms(step(2)),
+            ms(step(3)),
+            ms(step(4)),
+            ms(step(5)),
+        ),
+        "overhead <= 5%",
+    );
+    report.add(
+        "CreateVolume median with quota vs enforceCapacity false",
+        format!(
+            "{:.0} ms vs {:.0} ms (+{:.0} ms)",
+            ms(enforced),
+            ms(plain),
+            ms(enforced) - ms(plain)
+        ),
+        "(quota enable is glusterd's)",
+    );
+    report.add(
+        "ControllerExpandVolume median",
+        format!("{:.0} ms", ms(median(expands))),
+        "(no target)",
+    );
 }
 
 /// Sequential latencies on one cluster.

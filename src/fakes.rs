@@ -44,6 +44,10 @@ struct GlusterState {
     clients: BTreeMap<String, VolumeClients>,
     /// `volume set` of this key fails as glusterd refuses a value.
     refused_key: Option<String>,
+    /// Quota hard limits on `/`, by volume.
+    quota_limits: BTreeMap<String, u64>,
+    /// `volume quota V enable` fails this many times.
+    failing_quota_enables: u32,
 }
 
 impl FakeGlusterd {
@@ -84,6 +88,15 @@ impl FakeGlusterd {
     /// Every `volume set` of `key` fails, as glusterd refuses a bad value.
     pub fn refuse_option(&self, key: &str) {
         self.state.lock().unwrap().refused_key = Some(key.to_string());
+    }
+
+    pub fn fail_next_quota_enables(&self, count: u32) {
+        self.state.lock().unwrap().failing_quota_enables = count;
+    }
+
+    /// The hard limit on `/` of a volume, if one is set.
+    pub fn quota_limit_of(&self, volume: &str) -> Option<u64> {
+        self.state.lock().unwrap().quota_limits.get(volume).copied()
     }
 
     pub fn set_clients(&self, volume: &str, clients: VolumeClients) {
@@ -288,6 +301,7 @@ impl Glusterd for FakeGlusterd {
             }),
             _ => {
                 state.volumes.remove(volume);
+                state.quota_limits.remove(volume);
                 Ok(())
             }
         }
@@ -305,12 +319,81 @@ impl Glusterd for FakeGlusterd {
             }))
     }
 
+    // --- quota, as glusterd 10.3 and 11.1 answer -----------------------------
+    async fn enable_quota(&self, volume: &str) -> Result<(), GlusterError> {
+        self.write(&["volume", "quota", volume, "enable"])?;
+        let mut state = self.state.lock().unwrap();
+        let failing = state.failing_quota_enables > 0;
+        state.failing_quota_enables = state.failing_quota_enables.saturating_sub(1);
+        let info = state
+            .volumes
+            .get_mut(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        if info.status != VolumeStatus::Started || failing {
+            return Err(GlusterError::Rejected {
+                command: "volume quota".into(),
+                errno: 30800,
+                message: "Volume is stopped, start volume before executing quota command.".into(),
+            });
+        }
+        for key in [
+            "features.quota",
+            "features.inode-quota",
+            "features.quota-deem-statfs",
+        ] {
+            info.options.insert(key.into(), "on".into());
+        }
+        Ok(())
+    }
+
+    async fn set_quota_limit(&self, volume: &str, bytes: u64) -> Result<(), GlusterError> {
+        self.write(&[
+            "volume",
+            "quota",
+            volume,
+            "limit-usage",
+            "/",
+            &bytes.to_string(),
+        ])?;
+        let mut state = self.state.lock().unwrap();
+        let info = state
+            .volumes
+            .get(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        if !info.quota_enabled() {
+            return Err(GlusterError::Rejected {
+                command: "volume quota".into(),
+                errno: 30800,
+                message: "Quota is disabled, please enable quota".into(),
+            });
+        }
+        state.quota_limits.insert(volume.to_string(), bytes);
+        Ok(())
+    }
+
+    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError> {
+        let state = self.state.lock().unwrap();
+        let info = state
+            .volumes
+            .get(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        if !info.quota_enabled() {
+            return Ok(None);
+        }
+        Ok(state.quota_limits.get(volume).copied())
+    }
+
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {
         Ok(Arc::new(
-            ["performance.cache-size", "auth.allow"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                "performance.cache-size",
+                "auth.allow",
+                "features.soft-timeout",
+                "features.hard-timeout",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         ))
     }
 }

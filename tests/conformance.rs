@@ -505,6 +505,14 @@ async fn identity_service(driver: &DevDriver) {
         "spec: GetPluginCapabilities: the controller service is served, so CONTROLLER_SERVICE must be advertised: {caps:?}"
     );
     assert!(
+        caps.iter().any(|cap| matches!(
+            cap.r#type,
+            Some(plugin_capability::Type::VolumeExpansion(e))
+                if e.r#type == ExpansionType::Online as i32
+        )),
+        "spec: GetPluginCapabilities: quota limits grow under live mounts, so VolumeExpansion ONLINE: {caps:?}"
+    );
+    assert!(
         !services.contains(&ServiceType::GroupControllerService),
         "spec: GetPluginCapabilities: GROUP_CONTROLLER_SERVICE advertised: {caps:?}"
     );
@@ -563,6 +571,7 @@ async fn controller_requests_without_volumes(driver: &DevDriver) {
         ControllerRpc::CreateDeleteVolume,
         ControllerRpc::ListVolumes,
         ControllerRpc::SingleNodeMultiWriter,
+        ControllerRpc::ExpandVolume,
     ]);
     assert_eq!(
         advertised, expected,
@@ -632,18 +641,6 @@ async fn controller_requests_without_volumes(driver: &DevDriver) {
             .await,
         Code::Unimplemented,
         "spec: ListSnapshots without LIST_SNAPSHOTS",
-    );
-    expect_code(
-        controller
-            .controller_expand_volume(ControllerExpandVolumeRequest {
-                volume_id: id.clone(),
-                capacity_range: capacity(2 * TEST_VOLUME_SIZE, 0),
-                volume_capability: Some(snw()),
-                ..Default::default()
-            })
-            .await,
-        Code::Unimplemented,
-        "spec: ControllerExpandVolume without EXPAND_VOLUME",
     );
     expect_code(
         controller
@@ -1605,6 +1602,114 @@ async fn spec_node_stage_of_a_deleted_volume_is_not_found() {
         mounts_at(&s.staging_dir).is_empty(),
         "{}",
         s.step("staging dir mounted")
+    );
+    s.teardown().await;
+}
+
+// ---------------------------------------------------------------------------
+// ControllerExpandVolume.
+
+fn expand_request(volume_id: &str, range: Option<CapacityRange>) -> ControllerExpandVolumeRequest {
+    ControllerExpandVolumeRequest {
+        volume_id: volume_id.to_string(),
+        capacity_range: range,
+        volume_capability: Some(snw()),
+        ..Default::default()
+    }
+}
+
+/// csi-sanity "ExpandVolume [Controller Server]" (run: EXPAND_VOLUME is
+/// advertised), plus the spec's rules: idempotent, NOT_FOUND for a volume
+/// that does not exist, 0 OK when the volume is already as large as
+/// required, OUT_OF_RANGE for a range the volume cannot meet (it would have
+/// to shrink), and no NodeExpandVolume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expand_volume() {
+    let driver = DevDriver::start().await;
+
+    let mut s = Sanity::setup(&driver, "ExpandVolume/should fail if no volume id is given");
+    expect_code(
+        s.controller
+            .controller_expand_volume(expand_request("", capacity(2 * TEST_VOLUME_SIZE, 0)))
+            .await,
+        Code::InvalidArgument,
+        s.test,
+    );
+    s.teardown().await;
+
+    let mut s = Sanity::setup(
+        &driver,
+        "ExpandVolume/should fail if no capacity range is given",
+    );
+    expect_code(
+        s.controller
+            .controller_expand_volume(expand_request("", None))
+            .await,
+        Code::InvalidArgument,
+        s.test,
+    );
+    s.teardown().await;
+
+    let mut s = Sanity::setup(&driver, "ExpandVolume/should work");
+    let volume = s
+        .create_volume(create_request(
+            &unique("sanity-expand-volume"),
+            capacity(TEST_VOLUME_SIZE, 0),
+        ))
+        .await;
+    let id = volume.volume_id.clone();
+    for attempt in ["", " (again: idempotent)"] {
+        let expanded = expect_ok(
+            s.controller
+                .controller_expand_volume(expand_request(&id, capacity(2 * TEST_VOLUME_SIZE, 0)))
+                .await,
+            &s.step(&format!("ControllerExpandVolume{attempt}")),
+        );
+        assert_eq!(
+            expanded.capacity_bytes,
+            2 * TEST_VOLUME_SIZE,
+            "{}",
+            s.step("capacity_bytes is the expanded size")
+        );
+        assert!(
+            !expanded.node_expansion_required,
+            "{}",
+            s.step("spec: no NODE EXPAND_VOLUME capability, so no NodeExpandVolume")
+        );
+    }
+    let smaller = expect_ok(
+        s.controller
+            .controller_expand_volume(expand_request(&id, capacity(TEST_VOLUME_SIZE, 0)))
+            .await,
+        &s.step("spec: already larger than the target capacity: 0 OK"),
+    );
+    assert_eq!(smaller.capacity_bytes, 2 * TEST_VOLUME_SIZE);
+    expect_code(
+        s.controller
+            .controller_expand_volume(expand_request(
+                &id,
+                capacity(TEST_VOLUME_SIZE, TEST_VOLUME_SIZE),
+            ))
+            .await,
+        Code::OutOfRange,
+        &s.step("spec: Unsupported capacity_range (the volume would have to shrink)"),
+    );
+    expect_code(
+        s.controller
+            .controller_expand_volume(expand_request(
+                &fake_volume_id(),
+                capacity(2 * TEST_VOLUME_SIZE, 0),
+            ))
+            .await,
+        Code::NotFound,
+        &s.step("spec: Volume does not exist"),
+    );
+    expect_code(
+        s.controller
+            .controller_expand_volume(expand_request(&id, capacity(-1, 0)))
+            .await,
+        Code::InvalidArgument,
+        &s.step("spec: negative required_bytes"),
     );
     s.teardown().await;
 }

@@ -26,6 +26,17 @@ pub enum ControllerError {
     #[error("gluster volume {0} was not created by this driver; refusing to delete it")]
     NotOurs(String),
 
+    /// ControllerExpandVolume of a volume the driver did not make.
+    #[error("gluster volume {0} was not created by this driver; refusing to change its size")]
+    NotOursToResize(String),
+
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A capacity range the volume cannot meet (it never shrinks).
+    #[error("{0}")]
+    OutOfRange(String),
+
     #[error("{0}")]
     PeersDown(String),
 
@@ -87,6 +98,9 @@ impl ControllerError {
             }
             ControllerError::AlreadyExists(_) => Code::AlreadyExists,
             ControllerError::NotOurs(_) => Code::FailedPrecondition,
+            ControllerError::NotOursToResize(_) => Code::FailedPrecondition,
+            ControllerError::NotFound(_) => Code::NotFound,
+            ControllerError::OutOfRange(_) => Code::OutOfRange,
             ControllerError::PeersDown(_) => Code::Unavailable,
             ControllerError::InUse(_) => Code::FailedPrecondition,
             ControllerError::CreateRace(_) => Code::Aborted,

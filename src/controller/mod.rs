@@ -6,6 +6,7 @@ pub mod error;
 pub mod isolation;
 pub mod params;
 pub mod placement;
+pub mod quota;
 #[cfg(test)]
 mod tests;
 
@@ -359,12 +360,18 @@ impl Provisioner {
         };
         self.create_in_glusterd(name, &new).await?;
         let size = request.capacity.size();
+        let enforced = enforces(request, size);
         let finished = async {
             self.mark(name, request, size).await?;
             self.isolate(name, &self.config.isolation.volume_options(&servers))
                 .await?;
-            self.apply_options(name, request).await?;
-            self.start(name).await
+            self.apply_options(name, request, enforced).await?;
+            self.start(name).await?;
+            // Only now: glusterd refuses quota on a volume never started.
+            if enforced {
+                self.enforce_size(name, size, false).await?;
+            }
+            Ok(())
         }
         .await;
         if let Err(error) = finished {
@@ -485,10 +492,15 @@ impl Provisioner {
         if !existing.options.contains_key(OPT_CSI_NAME) {
             self.mark(&name, request, size).await?;
         }
-        let missing: Vec<(String, String)> = request
-            .params
-            .volume_options
+        let enforced = enforces(request, size);
+        let tuning = if enforced {
+            self.quota_tuning(&request.params.volume_options)
+        } else {
+            Vec::new()
+        };
+        let missing: Vec<(String, String)> = tuning
             .iter()
+            .chain(&request.params.volume_options)
             .filter(|(key, _)| !existing.options.contains_key(key))
             .cloned()
             .collect();
@@ -510,6 +522,10 @@ impl Provisioner {
             // TLS cannot be turned on under running bricks; a volume made
             // under other settings keeps them (docs: existing volumes).
             tracing::warn!(volume = %name, differing = ?isolation, "volume was started before the current isolation settings; left as it is");
+        }
+        if enforced {
+            self.enforce_size(&name, size, existing.quota_enabled())
+                .await?;
         }
         Ok(ProvisionedVolume {
             capacity_bytes: size,
@@ -602,15 +618,24 @@ impl Provisioner {
             )))
     }
 
+    /// The StorageClass's `volumeOptions`, after the quota tuning of an
+    /// enforced volume: one transaction.
     async fn apply_options(
         &self,
         name: &VolumeName,
         request: &CreateRequest,
+        enforced: bool,
     ) -> Result<(), ControllerError> {
-        if request.params.volume_options.is_empty() {
+        let mut options = if enforced {
+            self.quota_tuning(&request.params.volume_options)
+        } else {
+            Vec::new()
+        };
+        options.extend(request.params.volume_options.iter().cloned());
+        if options.is_empty() {
             return Ok(());
         }
-        self.set_options(name, &request.params.volume_options).await
+        self.set_options(name, &options).await
     }
 
     /// Sets the isolation options, before the first start: bricks started
@@ -780,6 +805,12 @@ impl Provisioner {
             if down.len() == 1 { "it is" } else { "they are" },
         )))
     }
+}
+
+/// The volume's size is a quota limit: the StorageClass did not turn that
+/// off and the CO asked for a size (without one a volume has no limit).
+fn enforces(request: &CreateRequest, size: u64) -> bool {
+    request.params.enforce_capacity && size > 0
 }
 
 /// What is wrong with a brick root on one server: the rule CreateVolume

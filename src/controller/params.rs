@@ -11,15 +11,17 @@ pub const BRICK_ROOT: &str = "brickRoot";
 pub const SERVERS: &str = "servers";
 pub const VOLUME_OPTIONS: &str = "volumeOptions";
 pub const ALLOW_ROOT_FILESYSTEM_BRICKS: &str = "allowRootFilesystemBricks";
+pub const ENFORCE_CAPACITY: &str = "enforceCapacity";
 /// Keys the external-provisioner adds or interprets itself.
 const CO_PREFIX: &str = "csi.storage.k8s.io/";
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     REPLICA,
     ARBITER,
     BRICK_ROOT,
     SERVERS,
     VOLUME_OPTIONS,
     ALLOW_ROOT_FILESYSTEM_BRICKS,
+    ENFORCE_CAPACITY,
 ];
 
 pub const DEFAULT_REPLICA: u32 = 3;
@@ -41,6 +43,9 @@ pub struct StorageClassParams {
     /// system, say) instead of file systems of their own; `None` means the
     /// controller's `--allow-root-filesystem-bricks`.
     pub allow_root_filesystem_bricks: Option<bool>,
+    /// The requested size is a gluster quota hard limit on the volume (the
+    /// default); `false` records it only.
+    pub enforce_capacity: bool,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -77,6 +82,7 @@ impl StorageClassParams {
             ALLOW_ROOT_FILESYSTEM_BRICKS,
             get(ALLOW_ROOT_FILESYSTEM_BRICKS),
         )?;
+        let enforce_capacity = parse_bool(ENFORCE_CAPACITY, get(ENFORCE_CAPACITY))?.unwrap_or(true);
         let replica = match get(REPLICA) {
             None => DEFAULT_REPLICA,
             Some(text) => match text.parse::<u32>() {
@@ -111,6 +117,7 @@ impl StorageClassParams {
             servers,
             volume_options,
             allow_root_filesystem_bricks,
+            enforce_capacity,
         })
     }
 
@@ -279,6 +286,31 @@ mod tests {
         assert_eq!(p.servers, None);
         assert!(p.volume_options.is_empty());
         assert_eq!(p.allow_root_filesystem_bricks, None);
+        assert!(p.enforce_capacity);
+    }
+
+    #[test]
+    fn capacity_enforcement_can_be_turned_off() {
+        assert!(
+            !parse(&[("enforceCapacity", "false")])
+                .unwrap()
+                .enforce_capacity
+        );
+        assert!(
+            parse(&[("enforceCapacity", "true")])
+                .unwrap()
+                .enforce_capacity
+        );
+        for bad in ["no", "off", "False", ""] {
+            let e = parse(&[("enforceCapacity", bad)]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "parameters.enforceCapacity: {:?} is not true or false",
+                    bad.trim()
+                )
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tonic::Code;
 
 use super::*;
 use crate::fakes::{self, brick_root_report, volume_info};
-use crate::gluster::GlusterError;
+use crate::gluster::{GlusterError, Glusterd};
 
 fn request(name: &str, params: &[(&str, &str)]) -> CreateRequest {
     let params: HashMap<String, String> = params
@@ -34,9 +34,13 @@ async fn create_twice_makes_one_volume() {
         [
             "volume create csi-pvc-1",
             "volume set csi-pvc-1 user.csi.name pvc-1 user.csi.size 1073741824",
+            "volume set csi-pvc-1 features.soft-timeout 0 features.hard-timeout 0",
             "volume start csi-pvc-1",
+            "volume quota csi-pvc-1 enable",
+            "volume quota csi-pvc-1 limit-usage / 1073741824",
         ]
     );
+    assert_eq!(glusterd.quota_limit_of("csi-pvc-1"), Some(1 << 30));
     let second = provisioner.create(&request("pvc-1", &[])).await.unwrap();
     assert_eq!(first, second);
     assert_eq!(glusterd.writes(), writes, "the retry only reads");
@@ -562,8 +566,11 @@ async fn isolation_is_set_after_the_marks_and_before_the_first_start() {
              ssl.private-key /etc/glusterfs-csi/tls/glusterfs.key \
              ssl.ca-list /etc/glusterfs-csi/tls/glusterfs.ca \
              auth.ssl-allow gluster-server,csi-node-* client.ssl on server.ssl on",
-            "volume set csi-pvc-1 performance.cache-size 1MB",
+            "volume set csi-pvc-1 features.soft-timeout 0 features.hard-timeout 0 \
+             performance.cache-size 1MB",
             "volume start csi-pvc-1",
+            "volume quota csi-pvc-1 enable",
+            "volume quota csi-pvc-1 limit-usage / 1073741824",
         ],
         "servers named by host name (a, b, c) are not in auth.allow"
     );
@@ -650,8 +657,11 @@ async fn an_interrupted_create_gets_its_isolation_before_it_starts() {
     assert_eq!(
         glusterd.writes(),
         [
+            "volume set csi-pvc-1 features.soft-timeout 0 features.hard-timeout 0",
             "volume set csi-pvc-1 auth.allow 10.0.0.9",
-            "volume start csi-pvc-1"
+            "volume start csi-pvc-1",
+            "volume quota csi-pvc-1 enable",
+            "volume quota csi-pvc-1 limit-usage / 1073741824",
         ]
     );
 
@@ -664,5 +674,258 @@ async fn an_interrupted_create_gets_its_isolation_before_it_starts() {
     ));
     glusterd.clear_writes();
     provisioner.create(&request("pvc-2", &[])).await.unwrap();
+    assert!(
+        !glusterd
+            .writes()
+            .iter()
+            .any(|w| w.contains("auth.allow") || w.contains("ssl")),
+        "{:?}",
+        glusterd.writes()
+    );
+}
+
+// --- sizes: quota and ControllerExpandVolume -------------------------------
+
+const GIB: u64 = 1 << 30;
+
+fn sized(name: &str, required: u64, limit: u64, params: &[(&str, &str)]) -> CreateRequest {
+    let mut request = request(name, params);
+    request.capacity = CapacityRange {
+        required_bytes: required,
+        limit_bytes: limit,
+    };
+    request
+}
+
+fn range(required: u64, limit: u64) -> CapacityRange {
+    CapacityRange {
+        required_bytes: required,
+        limit_bytes: limit,
+    }
+}
+
+fn quota_writes(writes: &[String]) -> Vec<&str> {
+    writes
+        .iter()
+        .map(String::as_str)
+        .filter(|w| w.starts_with("volume quota") || w.contains("timeout"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_create_cut_short_at_any_quota_step_is_finished_by_the_retry() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    let marks = [(OPT_CSI_NAME, "pvc-1"), (OPT_CSI_SIZE, "1073741824")];
+    // Started, quota never enabled (the controller died after the start).
+    glusterd.insert(volume_info("csi-pvc-1", VolumeStatus::Started, &marks));
+    let first = provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        [
+            "volume set csi-pvc-1 features.soft-timeout 0 features.hard-timeout 0",
+            "volume quota csi-pvc-1 enable",
+            "volume quota csi-pvc-1 limit-usage / 1073741824",
+        ]
+    );
+    assert_eq!(first.capacity_bytes, GIB);
+    // Enabled, no limit yet (it died between the two).
+    let mut enabled = volume_info(
+        "csi-pvc-2",
+        VolumeStatus::Started,
+        &[(OPT_CSI_NAME, "pvc-2"), (OPT_CSI_SIZE, "1073741824")],
+    );
+    enabled.options.insert("features.quota".into(), "on".into());
+    glusterd.insert(enabled);
+    glusterd.clear_writes();
+    provisioner.create(&request("pvc-2", &[])).await.unwrap();
+    assert_eq!(
+        quota_writes(&glusterd.writes()),
+        [
+            "volume set csi-pvc-2 features.soft-timeout 0 features.hard-timeout 0",
+            "volume quota csi-pvc-2 limit-usage / 1073741824"
+        ]
+    );
+    // Done: the retries only read.
+    for name in ["pvc-1", "pvc-2"] {
+        glusterd.clear_writes();
+        provisioner.create(&request(name, &[])).await.unwrap();
+        assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_quota_enable_is_rolled_back_and_retried() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    glusterd.fail_next_quota_enables(1);
+    let err = provisioner
+        .create(&request("pvc-1", &[]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("enabling quota"), "{err}");
+    assert!(glusterd.get("csi-pvc-1").is_none(), "rolled back");
+    assert_eq!(bricks.removed().len(), 3);
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(glusterd.quota_limit_of("csi-pvc-1"), Some(GIB));
+}
+
+#[tokio::test]
+async fn enforcement_off_or_no_size_means_no_quota() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    let off = request("pvc-1", &[("enforceCapacity", "false")]);
+    let no_size = sized("pvc-2", 0, 0, &[]);
+    for request in [&off, &no_size, &off, &no_size] {
+        provisioner.create(request).await.unwrap();
+    }
+    assert!(
+        quota_writes(&glusterd.writes()).is_empty(),
+        "{:?}",
+        glusterd.writes()
+    );
+    assert!(!glusterd.get("csi-pvc-1").unwrap().quota_enabled());
+    // A StorageClass's own timeouts win over the driver's.
+    provisioner
+        .create(&request(
+            "pvc-3",
+            &[("volumeOptions", "features.soft-timeout=5")],
+        ))
+        .await
+        .unwrap();
+    assert!(glusterd.writes().contains(
+        &"volume set csi-pvc-3 features.hard-timeout 0 features.soft-timeout 5".to_string()
+    ));
+}
+
+#[tokio::test]
+async fn expand_raises_the_limit_then_the_record_and_twice_is_once() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    glusterd.clear_writes();
+    let size = provisioner
+        .expand("csi-pvc-1", range(2 * GIB, 0))
+        .await
+        .unwrap();
+    assert_eq!(size, 2 * GIB);
+    assert_eq!(
+        glusterd.writes(),
+        [
+            "volume quota csi-pvc-1 limit-usage / 2147483648",
+            "volume set csi-pvc-1 user.csi.size 2147483648",
+        ]
+    );
+    glusterd.clear_writes();
+    let again = provisioner
+        .expand("csi-pvc-1", range(2 * GIB, 2 * GIB))
+        .await
+        .unwrap();
+    assert_eq!(again, 2 * GIB);
     assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    // ListVolumes and a CreateVolume retry with the old size report the new one.
+    assert_eq!(
+        provisioner
+            .get("csi-pvc-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .capacity_bytes,
+        2 * GIB
+    );
+    let retried = provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(retried.capacity_bytes, 2 * GIB);
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    // ...unless the old request's limit excludes the new size.
+    let err = provisioner
+        .create(&sized("pvc-1", GIB, GIB, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+}
+
+#[tokio::test]
+async fn expand_cut_short_after_the_limit_only_records_on_retry() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    glusterd
+        .set_quota_limit("csi-pvc-1", 2 * GIB)
+        .await
+        .unwrap();
+    glusterd.clear_writes();
+    provisioner
+        .expand("csi-pvc-1", range(2 * GIB, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        ["volume set csi-pvc-1 user.csi.size 2147483648"]
+    );
+}
+
+#[tokio::test]
+async fn expand_never_shrinks() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    glusterd.clear_writes();
+    // Already as large as required: OK, the size it has (CSI: "SHOULD reply 0 OK").
+    for _ in 0..2 {
+        let size = provisioner
+            .expand("csi-pvc-1", range(GIB / 2, 0))
+            .await
+            .unwrap();
+        assert_eq!(size, GIB);
+    }
+    // A limit below the size cannot be met: OUT_OF_RANGE, nothing changed.
+    for _ in 0..2 {
+        let err = provisioner
+            .expand("csi-pvc-1", range(GIB / 2, GIB / 2))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::OutOfRange, "{err}");
+        assert!(err.to_string().contains("never shrink"), "{err}");
+    }
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    assert_eq!(glusterd.quota_limit_of("csi-pvc-1"), Some(GIB));
+}
+
+#[tokio::test]
+async fn expand_of_what_is_not_ours_or_not_there() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    glusterd.insert(volume_info("csi-pvc-7", VolumeStatus::Started, &[]));
+    glusterd.insert(volume_info(
+        "csi-pvc-9",
+        VolumeStatus::Stopped,
+        &[(OPT_CSI_NAME, "pvc-9"), (OPT_CSI_DELETING, "1")],
+    ));
+    for _ in 0..2 {
+        for (id, code) in [
+            ("csi-pvc-1", Code::NotFound),
+            ("not a volume id", Code::NotFound),
+            ("csi-pvc-9", Code::NotFound),
+            ("csi-pvc-7", Code::FailedPrecondition),
+        ] {
+            let err = provisioner.expand(id, range(GIB, 0)).await.unwrap_err();
+            assert_eq!(err.code(), code, "{id}: {err}");
+        }
+    }
+    assert!(glusterd.writes().is_empty());
+}
+
+#[tokio::test]
+async fn expand_without_quota_records_the_size_only() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    provisioner
+        .create(&request("pvc-1", &[("enforceCapacity", "false")]))
+        .await
+        .unwrap();
+    glusterd.clear_writes();
+    for _ in 0..2 {
+        let size = provisioner
+            .expand("csi-pvc-1", range(3 * GIB, 0))
+            .await
+            .unwrap();
+        assert_eq!(size, 3 * GIB);
+    }
+    assert_eq!(
+        glusterd.writes(),
+        ["volume set csi-pvc-1 user.csi.size 3221225472"]
+    );
+    assert!(!glusterd.get("csi-pvc-1").unwrap().quota_enabled());
 }

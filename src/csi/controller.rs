@@ -28,10 +28,11 @@ impl ControllerService {
 }
 
 /// Advertised, and nothing else: every other RPC answers UNIMPLEMENTED.
-const CAPABILITIES: [rpc::Type; 3] = [
+const CAPABILITIES: [rpc::Type; 4] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::ListVolumes,
     rpc::Type::SingleNodeMultiWriter,
+    rpc::Type::ExpandVolume,
 ];
 
 fn to_csi(volume: ProvisionedVolume) -> Volume {
@@ -245,9 +246,39 @@ impl Controller for ControllerService {
 
     async fn controller_expand_volume(
         &self,
-        _: Request<ControllerExpandVolumeRequest>,
+        request: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
-        unimplemented("ControllerExpandVolume").await
+        let req = request.into_inner();
+        observe("ControllerExpandVolume", &req.volume_id, async {
+            let id = validate::volume_id("volume_id", &req.volume_id)?;
+            let range = req
+                .capacity_range
+                .as_ref()
+                .ok_or_else(|| invalid("capacity_range", "missing"))?;
+            let capacity = validate::capacity(Some(range))?;
+            if capacity.required_bytes == 0 && capacity.limit_bytes == 0 {
+                return Err(invalid(
+                    "capacity_range",
+                    "neither required_bytes nor limit_bytes is set",
+                ));
+            }
+            if let Some(capability) = &req.volume_capability {
+                validate::capability(capability)
+                    .map_err(|u| invalid("volume_capability", u.to_string()))?;
+            }
+            let _guard = begin(&self.in_flight, id)?;
+            let bytes = self
+                .provisioner
+                .expand(id, capacity)
+                .await
+                .map_err(status)?;
+            Ok(Response::new(ControllerExpandVolumeResponse {
+                capacity_bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+                // The quota limit is the whole story: FUSE clients see it at once.
+                node_expansion_required: false,
+            }))
+        })
+        .await
     }
 
     async fn controller_get_volume(

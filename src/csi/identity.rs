@@ -8,7 +8,9 @@ use super::{observe, status};
 use crate::controller::Provisioner;
 use crate::node::NodeVolumes;
 use crate::proto::csi::identity_server::Identity;
-use crate::proto::csi::plugin_capability::{Service, Type, service};
+use crate::proto::csi::plugin_capability::{
+    Service, Type, VolumeExpansion, service, volume_expansion,
+};
 use crate::proto::csi::{
     GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
     GetPluginInfoResponse, PluginCapability, ProbeRequest, ProbeResponse,
@@ -60,8 +62,18 @@ impl Identity for IdentityService {
                     r#type: service::Type::ControllerService as i32,
                 })),
             };
+            // Quota limits change under live mounts: no unpublish needed.
+            let expansion = PluginCapability {
+                r#type: Some(Type::VolumeExpansion(VolumeExpansion {
+                    r#type: volume_expansion::Type::Online as i32,
+                })),
+            };
+            let capabilities = match self.provisioner {
+                Some(_) => vec![controller, expansion],
+                None => Vec::new(),
+            };
             Ok(Response::new(GetPluginCapabilitiesResponse {
-                capabilities: self.provisioner.iter().map(|_| controller).collect(),
+                capabilities,
             }))
         })
         .await

@@ -24,6 +24,7 @@ use crate::gluster::transport::{CliArg, CliCommand, CliTransport, OneShotCli};
 use crate::gluster::xml::Envelope;
 
 const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
+const QUOTA_AUX_MOUNT_DIR: &str = "/var/run/gluster";
 const DESCRIPTION: &str = "cluster.json";
 /// In every state directory dev made; no other directory is ever used.
 const MARKER: &str = ".glusterfs-csi-dev";
@@ -148,6 +149,10 @@ impl DevCluster {
 
     async fn bring_up(&mut self, glusterd: &Path, cli: &Path) -> AppResult<()> {
         std::fs::create_dir_all(&self.description.mount_log_dir)?;
+        // glusterd mounts the volume for quota commands under this fixed
+        // directory, whatever its run directory, and does not make it.
+        // Shared with every gluster on the host: made, never removed.
+        std::fs::create_dir_all(QUOTA_AUX_MOUNT_DIR)?;
         for server in self.description.servers.clone() {
             add_alias(&server.address).await?;
             std::fs::create_dir_all(self.description.brick_root.join(&server.address))?;

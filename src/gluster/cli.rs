@@ -408,6 +408,36 @@ impl Glusterd for GlusterCli {
             max: values[1],
         }))
     }
+
+    // --- quota --------------------------------------------------------------
+    async fn enable_quota(&self, volume: &str) -> Result<(), GlusterError> {
+        let envelope = self.exec(&["volume", "quota", volume, "enable"]).await?;
+        if envelope.failed() && !error::is_quota_already_enabled(&envelope.op_errstr) {
+            return Err(failure(&["volume", "quota"], Some(volume), &envelope));
+        }
+        Ok(())
+    }
+
+    async fn set_quota_limit(&self, volume: &str, bytes: u64) -> Result<(), GlusterError> {
+        let bytes = bytes.to_string();
+        self.exec_ok(
+            &["volume", "quota", volume, "limit-usage", "/", &bytes],
+            Some(volume),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError> {
+        let envelope = self.exec(&["volume", "quota", volume, "list", "/"]).await?;
+        if envelope.failed() {
+            if error::is_quota_disabled(&envelope.op_errstr) {
+                return Ok(None);
+            }
+            return Err(failure(&["volume", "quota"], Some(volume), &envelope));
+        }
+        envelope.quota_hard_limit("/")
+    }
 }
 
 /// `volume set V k1 v1 k2 v2 ...`: several options in one transaction.

@@ -179,6 +179,16 @@ pub fn is_not_started(errstr: &str) -> bool {
     errstr.contains("is not in the started state")
 }
 
+/// `volume quota V enable` when it is: callers want the end state.
+pub fn is_quota_already_enabled(errstr: &str) -> bool {
+    errstr.trim() == "Quota is already enabled"
+}
+
+/// `volume quota V list|limit-usage` before `enable`.
+pub fn is_quota_disabled(errstr: &str) -> bool {
+    errstr.trim().starts_with("Quota is disabled")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +361,48 @@ mod tests {
         assert_eq!(err.code(), Code::Unavailable);
         let err = classify_cli_failure("volume list", &"unix:/x", "");
         assert!(matches!(err, GlusterError::BadOutput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn quota_idempotency_texts_and_refusals() {
+        for c in &CAPTURES {
+            let errstr = |name: &str| c.envelope(name).op_errstr;
+            assert!(
+                is_quota_already_enabled(&errstr("quota_enable_already.xml")),
+                "{}",
+                c.release
+            );
+            for name in [
+                "quota_list_not_enabled.xml",
+                "quota_limit_usage_not_enabled.xml",
+            ] {
+                assert!(is_quota_disabled(&errstr(name)), "{} {name}", c.release);
+                assert!(
+                    !is_quota_already_enabled(&errstr(name)),
+                    "{} {name}",
+                    c.release
+                );
+            }
+            // Before the first start: refused, and not mistaken for either.
+            let stopped = errstr("quota_enable_stopped.xml");
+            assert!(
+                !is_quota_already_enabled(&stopped) && !is_quota_disabled(&stopped),
+                "{}: {stopped}",
+                c.release
+            );
+            for (fixture, command) in [
+                ("quota_enable_missing.xml", "volume quota"),
+                ("quota_limit_usage_missing.xml", "volume quota"),
+                ("quota_list_missing.xml", "volume quota"),
+            ] {
+                let err = classify_fixture(c, fixture, command, "nosuch");
+                assert!(
+                    matches!(err, GlusterError::NoSuchVolume(ref v) if v == "nosuch"),
+                    "{} {fixture}: {err:?}",
+                    c.release
+                );
+            }
+        }
     }
 
     #[test]

@@ -114,6 +114,18 @@ pub struct VolumeInfo {
     pub options: BTreeMap<String, String>,
 }
 
+/// `volume set` keys quota turns on (`volume quota V enable`).
+pub const OPT_QUOTA: &str = "features.quota";
+pub const OPT_QUOTA_DEEM_STATFS: &str = "features.quota-deem-statfs";
+
+impl VolumeInfo {
+    /// Quota is enabled: a limit on `/` is enforced and, with
+    /// `features.quota-deem-statfs`, is the size `df` shows.
+    pub fn quota_enabled(&self) -> bool {
+        self.options.get(OPT_QUOTA).map(String::as_str) == Some("on")
+    }
+}
+
 /// Where one brick of a new volume goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrickAddress {
@@ -167,6 +179,18 @@ pub trait Glusterd: Send + Sync {
     async fn op_versions(&self) -> Result<Option<version::OpVersions>, GlusterError> {
         Ok(None)
     }
+
+    // --- Quota: the size of a volume, enforced (controller/quota.rs) -------
+    /// `volume quota V enable` (glusterd refuses it before the first start);
+    /// quota already on is success. Starts quotad on every server.
+    async fn enable_quota(&self, volume: &str) -> Result<(), GlusterError>;
+    /// `volume quota V limit-usage / BYTES`: the hard limit on the whole
+    /// volume, raised or lowered in place (mounts see it at once).
+    async fn set_quota_limit(&self, volume: &str, bytes: u64) -> Result<(), GlusterError>;
+    /// `volume quota V list /`: the hard limit on the whole volume; `None`
+    /// when quota is off or no limit is set.
+    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError>;
+    // --- end of quota -------------------------------------------------------
 }
 
 /// Asks a server's glusterd, read-only, what state a volume is in (the node

@@ -194,6 +194,32 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// `volume quota V list PATH`: the hard limit in bytes on `path`; `None`
+    /// when none is set (glusterd shows `N/A`).
+    pub fn quota_hard_limit(&self, path: &str) -> Result<Option<u64>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let quota = descendant(doc.root_element(), "volQuota")
+            .ok_or_else(|| bad(&self.command, "<volQuota> missing"))?;
+        let Some(limit) = quota
+            .children()
+            .filter(|n| n.has_tag_name("limit"))
+            .find(|l| child_text(*l, "path").map(str::trim) == Some(path))
+        else {
+            return Ok(None);
+        };
+        match required(&self.command, limit, "hard_limit")?.as_str() {
+            "N/A" => Ok(None),
+            bytes => bytes.parse().map(Some).map_err(|_| {
+                bad(
+                    &self.command,
+                    &format!("<hard_limit> {bytes:?} is not a number"),
+                )
+            }),
+        }
+    }
+}
+
 /// The last line of a complete `volume status V client-list` answer.
 pub const CLIENT_LIST_END: &str = "total clients for volume";
 
@@ -530,6 +556,33 @@ mod tests {
             assert!(names.contains("auth.allow"), "{}", c.release);
             assert!(!names.contains("user.csi.name"), "{}", c.release);
             assert!(names.len() > 200, "{}", c.release);
+        }
+    }
+
+    #[test]
+    fn quota_limits() {
+        for c in &CAPTURES {
+            let limit = c.envelope("quota_list.xml").quota_hard_limit("/").unwrap();
+            assert_eq!(limit, Some(10 << 20), "{}", c.release);
+            // Enabled, no limit yet.
+            let none = c
+                .envelope("quota_list_no_limit.xml")
+                .quota_hard_limit("/")
+                .unwrap();
+            assert_eq!(none, None, "{}", c.release);
+            for name in [
+                "quota_enable.xml",
+                "quota_limit_usage.xml",
+                "quota_limit_usage_same.xml",
+            ] {
+                assert!(!c.envelope(name).failed(), "{} {name}", c.release);
+            }
+            assert!(
+                c.envelope("quota_list.xml")
+                    .quota_hard_limit("/elsewhere")
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 

@@ -20,7 +20,9 @@
 //!      exactly `R/V` for a brick root `R` configured on this server
 //!      (`--brick-root`, never taken from the client);
 //!    - `volume set V ...` in one of the four shapes of [`Rule`];
-//!    - `volume start V [force]`, `volume stop V [force]`, `volume delete V`.
+//!    - `volume start V [force]`, `volume stop V [force]`, `volume delete V`;
+//!    - quota: `volume quota V enable`, `volume quota V limit-usage / BYTES`
+//!      (the limit on the whole volume only), `volume quota V list /`.
 //! 2. [`admit`], for commands that change an existing volume: glusterd's own
 //!    view of it ([`Ownership`]) must fit the [`Rule`]. A volume glusterd
 //!    does not know is left to glusterd, which answers "does not exist".
@@ -46,7 +48,8 @@ const SHOWN: usize = 300;
 
 const ALLOWED: &str = "pool list, system:: uuid get, volume info, volume set help-xml, \
                        volume get all cluster.op-version|cluster.max-op-version, \
-                       volume create|set|start|stop|delete of the driver's volumes";
+                       volume create|set|start|stop|delete of the driver's volumes, \
+                       volume quota V enable|limit-usage / BYTES|list /";
 
 /// Directories under which this server lets the controller put bricks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +179,12 @@ pub enum Rule {
     /// `volume stop V [force]`, `volume delete V`: a marked volume already
     /// marked for deletion.
     Remove,
+    /// `volume quota V enable`, `volume quota V limit-usage / BYTES`: a
+    /// marked volume not being deleted (its size, enforced).
+    Quota,
+    /// `volume set V user.csi.size <bytes>`: a marked volume not being
+    /// deleted (ControllerExpandVolume records the new size).
+    Resize,
 }
 
 /// Decides from the words alone whether `request` (what the client sent)
@@ -261,6 +270,12 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
         ["volume", "stop", volume]
         | ["volume", "stop", volume, "force"]
         | ["volume", "delete", volume] => guarded(volume, Rule::Remove),
+        ["volume", "quota", volume, "list", "/"] => driver_volume(volume).map(|_| None),
+        ["volume", "quota", volume, "enable"] => guarded(volume, Rule::Quota),
+        ["volume", "quota", volume, "limit-usage", "/", bytes] => {
+            number("limit-usage", bytes)?;
+            guarded(volume, Rule::Quota)
+        }
         _ => Err(format!(
             "not a command the controller sends (allowed: {ALLOWED})"
         )),
@@ -339,6 +354,7 @@ fn set_rule(pairs: &[&str]) -> Result<Rule, String> {
             Ok(Rule::Mark)
         }
         [(OPT_CSI_DELETING, at)] => number(OPT_CSI_DELETING, at).map(|()| Rule::MarkForDeletion),
+        [(OPT_CSI_SIZE, size)] => number(OPT_CSI_SIZE, size).map(|()| Rule::Resize),
         [(OPT_CSI_DELETING, at), (OPT_CSI_NAME, INTERRUPTED_CREATE)] => {
             number(OPT_CSI_DELETING, at).map(|()| Rule::ClaimForDeletion)
         }
@@ -403,12 +419,15 @@ pub fn admit(guard: &Guard, volume: Option<&VolumeInfo>, roots: &BrickRoots) -> 
         }
         (Rule::MarkForDeletion, Ownership::Ours { .. }) => Ok(()),
         (
-            Rule::Options | Rule::Start,
+            Rule::Options | Rule::Start | Rule::Quota | Rule::Resize,
             Ownership::Ours {
                 deleting: false, ..
             },
         ) => Ok(()),
-        (Rule::Options | Rule::Start, Ownership::Ours { deleting: true, .. }) => Err(format!(
+        (
+            Rule::Options | Rule::Start | Rule::Quota | Rule::Resize,
+            Ownership::Ours { deleting: true, .. },
+        ) => Err(format!(
             "gluster volume {name} is being deleted ({OPT_CSI_DELETING})"
         )),
         (Rule::Remove, Ownership::Ours { deleting: true, .. }) => Ok(()),
@@ -421,7 +440,12 @@ pub fn admit(guard: &Guard, volume: Option<&VolumeInfo>, roots: &BrickRoots) -> 
             "gluster volume {name} is not marked for deletion ({OPT_CSI_DELETING})"
         )),
         (
-            Rule::MarkForDeletion | Rule::Options | Rule::Start | Rule::Remove,
+            Rule::MarkForDeletion
+            | Rule::Options
+            | Rule::Start
+            | Rule::Remove
+            | Rule::Quota
+            | Rule::Resize,
             Ownership::Unmarked | Ownership::Foreign,
         ) => Err(not_ours()),
     }
@@ -517,6 +541,16 @@ mod tests {
             ("volume delete csi-pvc-1\n", Some(Rule::Remove)),
             // Without its newline too.
             ("volume delete csi-pvc-1", Some(Rule::Remove)),
+            ("volume quota csi-pvc-1 enable\n", Some(Rule::Quota)),
+            (
+                "volume quota csi-pvc-1 limit-usage / 10485760\n",
+                Some(Rule::Quota),
+            ),
+            ("volume quota csi-pvc-1 list /\n", None),
+            (
+                "volume set csi-pvc-1 user.csi.size 104857600\n",
+                Some(Rule::Resize),
+            ),
         ];
         for (line, expected) in cases {
             assert_eq!(rule(line), *expected, "{line:?}");
@@ -602,8 +636,44 @@ mod tests {
                 "not a command",
             ),
             (
-                b"volume quota csi-pvc-1 enable\n",
+                b"volume quota csi-pvc-1 disable\n",
                 "not a command the controller sends",
+            ),
+            (
+                b"volume quota csi-pvc-1 remove /\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume quota csi-pvc-1 limit-usage /data 1048576\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume quota csi-pvc-1 limit-usage / 10MB\n",
+                "limit-usage \"10MB\" is not a whole number",
+            ),
+            (
+                b"volume quota csi-pvc-1 limit-usage / 1048576 80%\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume quota csi-pvc-1 limit-objects / 1000\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume quota gv0 limit-usage / 1048576\n",
+                "not a volume name this driver makes",
+            ),
+            (
+                b"volume quota gv0 list /\n",
+                "not a volume name this driver makes",
+            ),
+            (
+                b"volume quota csi-pvc-1 list\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume set csi-pvc-1 user.csi.size 10MB\n",
+                "user.csi.size \"10MB\" is not a whole number",
             ),
             (
                 b"snapshot create s csi-pvc-1\n",
@@ -737,7 +807,10 @@ mod tests {
                 b"volume set csi-pvc-1 user.csi.name evil\n",
                 "driver's marks",
             ),
-            (b"volume set csi-pvc-1 user.csi.size 1\n", "driver's marks"),
+            (
+                b"volume set csi-pvc-1 user.csi.size 1 performance.cache-size 1MB\n",
+                "driver's marks",
+            ),
             (
                 b"volume set csi-pvc-1 user.csi.size 1 user.csi.name pvc-1\n",
                 "driver's marks",
@@ -866,6 +939,14 @@ mod tests {
             (Remove, &fresh, false),
             (Remove, &started_unmarked, false),
             (Remove, &admin_marked, false),
+            (Quota, &marked, true),
+            (Quota, &deleting, false),
+            (Quota, &fresh, false),
+            (Quota, &started_unmarked, false),
+            (Resize, &marked, true),
+            (Resize, &deleting, false),
+            (Resize, &fresh, false),
+            (Resize, &admin_marked, false),
         ];
         for (rule, volume, ok) in table {
             let verdict = admit(&guard(*rule), Some(volume), &roots());

@@ -381,4 +381,25 @@ unmount_if_mounted "$ROOT/tmp/tb/m/none"
 mv "$ROOT$tls/glusterfs.pem.away" "$ROOT$tls/glusterfs.pem"
 cp "$ROOT/tmp/tb/logs/m-none.log" "$OUT/client_log_no_certificate.log"
 
+# Quota (sizes the driver enforces): refused before the first start, then
+# enabled, limited and listed; the CLI's aux mounts go under /var/run/gluster.
+mkdir -p "$ROOT/var/run/gluster"
+# shellcheck disable=SC2046
+ok 1 volume create csi-q replica 3 $(bricks q) force
+cap quota_enable_stopped.xml 1 volume quota csi-q enable
+ok 1 volume start csi-q
+cap quota_list_not_enabled.xml 1 volume quota csi-q list /
+cap quota_limit_usage_not_enabled.xml 1 volume quota csi-q limit-usage / 10485760
+cap quota_enable.xml 1 volume quota csi-q enable
+cap quota_enable_already.xml 1 volume quota csi-q enable
+cap quota_list_no_limit.xml 1 volume quota csi-q list /
+cap quota_limit_usage.xml 1 volume quota csi-q limit-usage / 10485760
+cap quota_limit_usage_same.xml 1 volume quota csi-q limit-usage / 10485760
+cap quota_list.xml 1 volume quota csi-q list /
+cap quota_enable_missing.xml 1 volume quota nosuch enable
+cap quota_limit_usage_missing.xml 1 volume quota nosuch limit-usage / 1048576
+cap quota_list_missing.xml 1 volume quota nosuch list /
+# What quota enable sets (features.quota-deem-statfs among them).
+g 1 volume info csi-q > "$NOTES/quota_volume_info.xml"
+
 say "captured $(ls "$OUT" | wc -l) files in $OUT; notes in $NOTES"

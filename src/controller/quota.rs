@@ -1,0 +1,134 @@
+//! Sizes that hold: a gluster quota hard limit on `/` of every volume the
+//! driver makes, equal to its provisioned size, and ControllerExpandVolume,
+//! which raises it on the live volume.
+//!
+//! glusterd is the record: `features.quota` in `volume info` says whether
+//! quota is on, `volume quota V list /` what the limit is, `user.csi.size`
+//! what the CO was told. Every step reads first and writes only what
+//! differs, so a retry after a failure at any step finishes the job.
+
+use super::{CapacityRange, ControllerError, Provisioner};
+use crate::gluster::VolumeInfo;
+use crate::names::VolumeName;
+use crate::ownership::{OPT_CSI_SIZE, Ownership};
+
+/// Set on every enforced volume before its first start. gluster's defaults
+/// (`soft-timeout` 60 s below 80% of the limit, `hard-timeout` 5 s above it)
+/// let a writer on a fresh volume put 5x its limit before the bricks look at
+/// the usage again; at 0 they check every write, and a writer overshoots by
+/// under 1 MiB (measured; docs/storageclass.md). A StorageClass can trade
+/// that back for throughput with its own values in `volumeOptions`.
+pub const QUOTA_TUNING: [(&str, &str); 2] = [
+    ("features.soft-timeout", "0"),
+    ("features.hard-timeout", "0"),
+];
+
+impl Provisioner {
+    /// The options a new enforced volume gets before it starts, except
+    /// those the StorageClass sets itself.
+    pub(super) fn quota_tuning(
+        &self,
+        volume_options: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        QUOTA_TUNING
+            .iter()
+            .filter(|(key, _)| !volume_options.iter().any(|(k, _)| k == key))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// Quota on (glusterd refuses it before the first start) and the hard
+    /// limit on `/` at `size`. `quota_on`: what `volume info` said.
+    pub(super) async fn enforce_size(
+        &self,
+        name: &VolumeName,
+        size: u64,
+        quota_on: bool,
+    ) -> Result<(), ControllerError> {
+        let limit =
+            if quota_on {
+                self.glusterd
+                    .quota_limit(name.as_str())
+                    .await
+                    .map_err(ControllerError::gluster(format!(
+                        "reading the quota limit of gluster volume {name}"
+                    )))?
+            } else {
+                self.glusterd.enable_quota(name.as_str()).await.map_err(
+                    ControllerError::gluster(format!("enabling quota on gluster volume {name}")),
+                )?;
+                None
+            };
+        if limit == Some(size) {
+            return Ok(());
+        }
+        self.glusterd
+            .set_quota_limit(name.as_str(), size)
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "setting the quota limit of gluster volume {name} to {size} bytes"
+            )))
+    }
+
+    /// Grows a volume of ours to what `capacity` asks (never shrinks it)
+    /// and returns its size. A volume with quota gets the new hard limit,
+    /// which its mounts see at once; one without (made with
+    /// `enforceCapacity: "false"`, or before the driver enforced sizes) only
+    /// gets the new size recorded.
+    pub async fn expand(
+        &self,
+        volume_id: &str,
+        capacity: CapacityRange,
+    ) -> Result<u64, ControllerError> {
+        let missing = || ControllerError::NotFound(format!("volume {volume_id} does not exist"));
+        let name = VolumeName::parse(volume_id).ok_or_else(missing)?;
+        let volume = self.read(&name).await?.ok_or_else(missing)?;
+        let current = match Ownership::of(&volume) {
+            Ownership::Ours {
+                deleting: false,
+                size_bytes,
+                ..
+            } => size_bytes,
+            Ownership::Ours { deleting: true, .. } => return Err(missing()),
+            Ownership::Unmarked | Ownership::Foreign => {
+                return Err(ControllerError::NotOursToResize(name.to_string()));
+            }
+        };
+        if capacity.limit_bytes > 0 && current > capacity.limit_bytes {
+            return Err(ControllerError::OutOfRange(format!(
+                "volume {name} is {current} bytes, more than capacity_range.limit_bytes {}; \
+                 volumes can grow but never shrink",
+                capacity.limit_bytes
+            )));
+        }
+        let size = capacity.size().max(current);
+        self.resize(&name, &volume, current, size).await?;
+        Ok(size)
+    }
+
+    /// The limit first, then the record: a retry after a failure between
+    /// them finds the limit already right and only records.
+    async fn resize(
+        &self,
+        name: &VolumeName,
+        volume: &VolumeInfo,
+        recorded: u64,
+        size: u64,
+    ) -> Result<(), ControllerError> {
+        if volume.quota_enabled() {
+            self.enforce_size(name, size, true).await?;
+        }
+        if recorded == size {
+            return Ok(());
+        }
+        self.glusterd
+            .set_options(
+                name.as_str(),
+                &[(OPT_CSI_SIZE.to_string(), size.to_string())],
+            )
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "recording the new size of gluster volume {name}"
+            )))
+    }
+}
