@@ -2,7 +2,11 @@
 //! only record of what exists (the controller keeps no state of its own).
 
 pub mod bricks;
+pub mod capacity;
 pub mod error;
+pub mod health;
+#[cfg(test)]
+mod health_tests;
 pub mod isolation;
 pub mod params;
 pub mod placement;
@@ -21,13 +25,19 @@ use crate::ownership::{
 };
 use crate::volume_context::VolumeContext;
 pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootCheck};
+pub use capacity::Capacity;
 pub use error::ControllerError;
+pub use health::VolumeHealth;
 pub use isolation::Isolation;
 pub use params::StorageClassParams;
 
 /// How long a delete waits for clients to go (a node that just unstaged)
 /// before refusing, and for glusterd to answer who they are.
 pub const IN_USE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long glfsheal may take for one volume before its answer is given up
+/// (a server that drops packets can hold its connection attempts).
+pub const HEAL_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
@@ -281,6 +291,57 @@ impl Provisioner {
         let next = (volumes.len() > limit).then(|| volumes[limit - 1].id.clone());
         volumes.truncate(limit);
         Ok(VolumePage { volumes, next })
+    }
+
+    /// A volume of this driver and its health; `None`: no such volume.
+    pub async fn health(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<(ProvisionedVolume, VolumeHealth)>, ControllerError> {
+        let Some(name) = VolumeName::parse(volume_id) else {
+            return Ok(None);
+        };
+        let Some(info) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        let Some(volume) = self.provisioned(&info) else {
+            return Ok(None);
+        };
+        Ok(Some((volume, self.health_of(&info).await?)))
+    }
+
+    /// What gluster says of a volume's bricks and self-heal backlog: two
+    /// reads, asked at once. A heal summary that fails or takes longer than
+    /// [`HEAL_PATIENCE`] leaves the backlog unknown (and the volume abnormal).
+    pub async fn health_of(&self, volume: &VolumeInfo) -> Result<VolumeHealth, ControllerError> {
+        if volume.status != VolumeStatus::Started {
+            return Ok(VolumeHealth::assess(volume, None, None));
+        }
+        let name = volume.name.as_str();
+        let heal = async {
+            if volume.replica_count <= 1 {
+                return None;
+            }
+            let asked = tokio::time::timeout(HEAL_PATIENCE, self.glusterd.heal_summary(name));
+            Some(match asked.await {
+                Ok(Ok(bricks)) => Ok(bricks),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "glfsheal did not answer within {}s",
+                    HEAL_PATIENCE.as_secs()
+                )),
+            })
+        };
+        let (states, heal) = tokio::join!(self.glusterd.brick_states(name), heal);
+        let states = states.map_err(ControllerError::gluster(format!(
+            "asking glusterd for the bricks of {name}"
+        )))?;
+        let heal = match (&states, &heal) {
+            (Some(_), Some(Ok(bricks))) => Some(Ok(bricks.as_slice())),
+            (Some(_), Some(Err(why))) => Some(Err(why.clone())),
+            (None, _) | (_, None) => None,
+        };
+        Ok(VolumeHealth::assess(volume, states.as_deref(), heal))
     }
 
     async fn read(&self, name: &VolumeName) -> Result<Option<VolumeInfo>, ControllerError> {

@@ -28,10 +28,13 @@ impl ControllerService {
 }
 
 /// Advertised, and nothing else: every other RPC answers UNIMPLEMENTED.
-const CAPABILITIES: [rpc::Type; 3] = [
+const CAPABILITIES: [rpc::Type; 6] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::ListVolumes,
     rpc::Type::SingleNodeMultiWriter,
+    rpc::Type::GetCapacity,
+    rpc::Type::GetVolume,
+    rpc::Type::VolumeCondition,
 ];
 
 fn to_csi(volume: ProvisionedVolume) -> Volume {
@@ -217,9 +220,29 @@ impl Controller for ControllerService {
 
     async fn get_capacity(
         &self,
-        _: Request<GetCapacityRequest>,
+        request: Request<GetCapacityRequest>,
     ) -> Result<Response<GetCapacityResponse>, Status> {
-        unimplemented("GetCapacity").await
+        let req = request.into_inner();
+        observe("GetCapacity", "", async {
+            let params = StorageClassParams::parse(&req.parameters)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            // No volume with a capability this driver cannot serve fits.
+            if req
+                .volume_capabilities
+                .iter()
+                .any(|cap| validate::capability(cap).is_err())
+            {
+                return Ok(Response::new(GetCapacityResponse::default()));
+            }
+            let capacity = self.provisioner.capacity(&params).await.map_err(status)?;
+            let bytes = i64::try_from(capacity.available_bytes).unwrap_or(i64::MAX);
+            Ok(Response::new(GetCapacityResponse {
+                available_capacity: bytes,
+                maximum_volume_size: Some(bytes),
+                minimum_volume_size: None,
+            }))
+        })
+        .await
     }
 
     async fn create_snapshot(
@@ -252,9 +275,26 @@ impl Controller for ControllerService {
 
     async fn controller_get_volume(
         &self,
-        _: Request<ControllerGetVolumeRequest>,
+        request: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
-        unimplemented("ControllerGetVolume").await
+        let req = request.into_inner();
+        observe("ControllerGetVolume", &req.volume_id, async {
+            let id = validate::volume_id("volume_id", &req.volume_id)?;
+            let Some((volume, health)) = self.provisioner.health(id).await.map_err(status)? else {
+                return Err(Status::not_found(format!("volume {id} does not exist")));
+            };
+            Ok(Response::new(ControllerGetVolumeResponse {
+                volume: Some(to_csi(volume)),
+                status: Some(controller_get_volume_response::VolumeStatus {
+                    published_node_ids: Vec::new(),
+                    volume_condition: Some(VolumeCondition {
+                        abnormal: health.abnormal(),
+                        message: health.message(),
+                    }),
+                }),
+            }))
+        })
+        .await
     }
 
     async fn controller_modify_volume(

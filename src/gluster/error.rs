@@ -179,6 +179,11 @@ pub fn is_not_started(errstr: &str) -> bool {
     errstr.contains("is not in the started state")
 }
 
+/// `volume status V` of a volume that is not started.
+pub fn is_not_started_status(errstr: &str) -> bool {
+    errstr.trim_end().ends_with("is not started")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
