@@ -130,6 +130,18 @@ async fn a_dead_brick_then_its_heal_backlog_show_in_the_volume_condition() {
         brick.host, brick.path, brick.host
     );
     assert!(down.message.contains(&named), "{}", down.message);
+    // The external-health-monitor reads ListVolumes when a driver lists.
+    let listed = driver
+        .controller()
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .find(|e| e.volume.as_ref().unwrap().volume_id == volume.volume_id)
+        .unwrap();
+    assert_eq!(listed.status.unwrap().volume_condition.unwrap(), down);
 
     for i in 0..5 {
         write_file(
@@ -154,7 +166,17 @@ async fn a_dead_brick_then_its_heal_backlog_show_in_the_volume_condition() {
     eprintln!("pending heal: {count} entries; ControllerGetVolume {rpc_ms} ms");
 
     driver.gluster(&["volume", "set", &name, "cluster.self-heal-daemon", "on"]);
-    driver.gluster(&["volume", "heal", &name]);
+    // `volume heal` answers in text even with --xml.
+    let heal = std::process::Command::new("gluster")
+        .arg("--mode=script")
+        .arg(format!(
+            "--glusterd-sock={}",
+            driver.cluster.servers[0].glusterd_socket.display()
+        ))
+        .args(["volume", "heal", &name])
+        .output()
+        .unwrap();
+    assert!(heal.status.success(), "{heal:?}");
     let healed = Instant::now();
     await_true(Duration::from_secs(120), || async {
         !condition(&driver, &volume).await.abnormal

@@ -39,6 +39,9 @@ pub const IN_USE_PATIENCE: Duration = Duration::from_secs(5);
 /// (a server that drops packets can hold its connection attempts).
 pub const HEAL_PATIENCE: Duration = Duration::from_secs(10);
 
+/// Volumes whose health ListVolumes reads at once (two CLI reads each).
+pub const HEALTH_PARALLELISM: usize = 4;
+
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
@@ -273,24 +276,56 @@ impl Provisioner {
         after: Option<&VolumeName>,
         max_entries: usize,
     ) -> Result<VolumePage, ControllerError> {
-        let mut volumes: Vec<ProvisionedVolume> = self
+        let (volumes, next) = self.page(after, max_entries).await?;
+        Ok(VolumePage {
+            volumes: volumes.into_iter().map(|(v, _)| v).collect(),
+            next,
+        })
+    }
+
+    /// [`Provisioner::list`] with each volume's health, asked for
+    /// [`HEALTH_PARALLELISM`] volumes at a time (the external health monitor
+    /// reads conditions from ListVolumes when a driver lists volumes). A
+    /// volume whose health cannot be read carries the error instead.
+    pub async fn list_with_health(
+        &self,
+        after: Option<&VolumeName>,
+        max_entries: usize,
+    ) -> Result<(VolumePage, Vec<Result<VolumeHealth, ControllerError>>), ControllerError> {
+        let (volumes, next) = self.page(after, max_entries).await?;
+        let slots = tokio::sync::Semaphore::new(HEALTH_PARALLELISM);
+        let health = join_all(volumes.iter().map(|(_, info)| async {
+            let _slot = slots.acquire().await.ok();
+            self.health_of(info).await
+        }))
+        .await;
+        let volumes = volumes.into_iter().map(|(v, _)| v).collect();
+        Ok((VolumePage { volumes, next }, health))
+    }
+
+    async fn page(
+        &self,
+        after: Option<&VolumeName>,
+        max_entries: usize,
+    ) -> Result<(Vec<(ProvisionedVolume, VolumeInfo)>, Option<VolumeName>), ControllerError> {
+        let mut volumes: Vec<(ProvisionedVolume, VolumeInfo)> = self
             .glusterd
             .volumes()
             .await
             .map_err(ControllerError::gluster("listing gluster volumes"))?
-            .iter()
-            .filter_map(|v| self.provisioned(v))
-            .filter(|v| after.is_none_or(|after| &v.id > after))
+            .into_iter()
+            .filter_map(|info| Some((self.provisioned(&info)?, info)))
+            .filter(|(v, _)| after.is_none_or(|after| &v.id > after))
             .collect();
-        volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        volumes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let limit = if max_entries == 0 {
             usize::MAX
         } else {
             max_entries
         };
-        let next = (volumes.len() > limit).then(|| volumes[limit - 1].id.clone());
+        let next = (volumes.len() > limit).then(|| volumes[limit - 1].0.id.clone());
         volumes.truncate(limit);
-        Ok(VolumePage { volumes, next })
+        Ok((volumes, next))
     }
 
     /// A volume of this driver and its health; `None`: no such volume.

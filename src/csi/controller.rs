@@ -6,7 +6,10 @@ use tonic::{Request, Response, Status};
 
 use super::validate::{self, invalid};
 use super::{begin, observe, status, unimplemented};
-use crate::controller::{CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams};
+use crate::controller::{
+    ControllerError, CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams,
+    VolumeHealth,
+};
 use crate::in_flight::InFlight;
 use crate::names::{VolumeName, validate_csi_name};
 use crate::proto::csi::controller_server::Controller;
@@ -44,6 +47,21 @@ fn to_csi(volume: ProvisionedVolume) -> Volume {
         volume_context: volume.context.to_map(),
         content_source: None,
         accessible_topology: Vec::new(),
+    }
+}
+
+/// A volume's condition; one whose health could not be read is abnormal
+/// with the reason.
+fn condition(health: Result<VolumeHealth, ControllerError>) -> VolumeCondition {
+    match health {
+        Ok(health) => VolumeCondition {
+            abnormal: health.abnormal(),
+            message: health.message(),
+        },
+        Err(e) => VolumeCondition {
+            abnormal: true,
+            message: format!("could not read the volume's health from gluster: {e}"),
+        },
     }
 }
 
@@ -165,18 +183,22 @@ impl Controller for ControllerService {
                     ))
                 })?),
             };
-            let page = self
+            let (page, health) = self
                 .provisioner
-                .list(after.as_ref(), max_entries)
+                .list_with_health(after.as_ref(), max_entries)
                 .await
                 .map_err(status)?;
             Ok(Response::new(ListVolumesResponse {
                 entries: page
                     .volumes
                     .into_iter()
-                    .map(|v| list_volumes_response::Entry {
+                    .zip(health)
+                    .map(|(v, health)| list_volumes_response::Entry {
                         volume: Some(to_csi(v)),
-                        status: None,
+                        status: Some(list_volumes_response::VolumeStatus {
+                            published_node_ids: Vec::new(),
+                            volume_condition: Some(condition(health)),
+                        }),
                     })
                     .collect(),
                 next_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
@@ -287,10 +309,7 @@ impl Controller for ControllerService {
                 volume: Some(to_csi(volume)),
                 status: Some(controller_get_volume_response::VolumeStatus {
                     published_node_ids: Vec::new(),
-                    volume_condition: Some(VolumeCondition {
-                        abnormal: health.abnormal(),
-                        message: health.message(),
-                    }),
+                    volume_condition: Some(condition(Ok(health))),
                 }),
             }))
         })

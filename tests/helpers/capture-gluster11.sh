@@ -403,10 +403,13 @@ brick_pid() { # VOLUME BRICK_DIR: the brick process's pid from `volume status`
 client_connected() { # MOUNT N: the FUSE client is connected to brick N-1
     grep -q 'connected = 1' "$ROOT/tmp/tb/m/$1/.meta/graphs/active/hs-client-$2/private" 2>/dev/null
 }
-start_force() { # VOLUME N...: `volume start force`, then until bricks N run and the client is back
+start_force() { # VOLUME N...: bricks N running again, and the client back on them
     local v=$1 n
     shift
-    ok 1 volume start "$v" force
+    # glusterd 11.1 here takes the killed brick for "already-running" on
+    # `volume start force` (its glusterd.log); stop and start instead.
+    ok 1 volume stop "$v" force
+    ok 1 volume start "$v"
     for n in "$@"; do
         for _ in $(seq 150); do [ -n "$(brick_pid "$v" "/tmp/tb/c/b$n/$v")" ] && break; sleep 0.2; done
         [ -n "$(brick_pid "$v" "/tmp/tb/c/b$n/$v")" ] || { echo "brick $n of $v did not start" >&2; return 1; }
