@@ -25,17 +25,29 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list`: nothing to list
     }
+    // `cargo bench --bench driver -- health`: only the sections named.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
     let mut report = Report::default();
-    if std::env::args().any(|a| a == "sizes") {
-        sizes(&mut report).await;
-        report.print();
-        return;
+    if run("latency") {
+        latency(&mut report).await;
     }
-    latency(&mut report).await;
-    sizes(&mut report).await;
-    parallel_driver(&mut report).await;
-    parallel_raw(&mut report).await;
-    survival(&mut report).await;
+    if run("sizes") {
+        sizes(&mut report).await;
+    }
+    if run("parallel") {
+        parallel_driver(&mut report).await;
+        parallel_raw(&mut report).await;
+    }
+    if run("survival") {
+        survival(&mut report).await;
+    }
+    if run("health") {
+        health(&mut report).await;
+    }
     report.print();
 }
 
@@ -552,5 +564,69 @@ async fn parallel_raw(report: &mut Report) {
             parallel.as_secs_f64() / sequential.as_secs_f64()
         ),
         "<= 0.7x",
+    );
+}
+
+/// ControllerGetVolume over 50 volumes (what the external-health-monitor
+/// asks every minute), against the raw reads it runs for each: `volume
+/// status V` and glfsheal's `info-summary`.
+async fn health(report: &mut Report) {
+    println!("health: ControllerGetVolume over {PARALLEL} volumes (fresh dev cluster)");
+    let driver = DevDriver::start().await;
+    let mut volumes = Vec::new();
+    for _ in 0..PARALLEL {
+        volumes.push(create(&driver, &pvc_name()).await.0);
+    }
+    let socket = driver.cluster.servers[0].glusterd_socket.clone();
+    let glfsheal = glusterfs_csi::gluster::transport::glfsheal_program();
+    let mut ours = Vec::new();
+    let mut raw = Vec::new();
+    let all = Instant::now();
+    for volume in &volumes {
+        let started = Instant::now();
+        let answer = driver
+            .controller()
+            .controller_get_volume(ControllerGetVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ours.push(started.elapsed());
+        let condition = answer.status.unwrap().volume_condition.unwrap();
+        assert!(!condition.abnormal, "{}", condition.message);
+    }
+    let sweep = all.elapsed();
+    for volume in &volumes {
+        let name = &volume.volume_context["volume"];
+        let started = Instant::now();
+        raw_gluster(&socket, &["volume", "status", name]);
+        let heal = Command::new(&glfsheal)
+            .args([name.as_str(), "info-summary", "--xml", "glusterd-sock"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&heal.stdout).contains("<opRet>0</opRet>"));
+        raw.push(started.elapsed());
+    }
+    let started = Instant::now();
+    driver
+        .controller()
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap();
+    let list = started.elapsed();
+    report.add(
+        &format!(
+            "ControllerGetVolume median over {PARALLEL} volumes vs raw `volume status` + glfsheal"
+        ),
+        format!(
+            "{:.1} ms vs {:.1} ms ({:.2} s for all {PARALLEL}; ListVolumes {:.0} ms)",
+            ms(median(ours)),
+            ms(median(raw)),
+            sweep.as_secs_f64(),
+            ms(list)
+        ),
+        "cheap enough for every volume every minute",
     );
 }

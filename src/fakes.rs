@@ -16,8 +16,8 @@ use crate::controller::{
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
 use crate::gluster::{
-    Brick, GlusterError, Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo, VolumeLookup,
-    VolumeStatus,
+    Brick, BrickHeal, BrickState, GlusterError, Glusterd, NewVolume, Peer, VolumeClients,
+    VolumeInfo, VolumeLookup, VolumeStatus,
 };
 use crate::mount::{
     DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
@@ -48,6 +48,14 @@ struct GlusterState {
     quota_limits: BTreeMap<String, u64>,
     /// `volume quota V enable` fails this many times.
     failing_quota_enables: u32,
+    /// Bricks (`host:path`) whose process is not running.
+    down_bricks: BTreeSet<String>,
+    /// Hosts whose glusterd does not answer (`volume status` leaves them out).
+    silent_hosts: BTreeSet<String>,
+    /// Pending and split-brain entries glfsheal reports on every brick.
+    heal: BTreeMap<String, (u64, u64)>,
+    /// glfsheal fails.
+    heal_broken: bool,
 }
 
 impl FakeGlusterd {
@@ -105,6 +113,38 @@ impl FakeGlusterd {
             .unwrap()
             .clients
             .insert(volume.to_string(), clients);
+    }
+
+    /// The brick process of `host:path` dies (or, with `false`, runs again).
+    pub fn set_brick_down(&self, brick: &str, down: bool) {
+        let mut state = self.state.lock().unwrap();
+        if down {
+            state.down_bricks.insert(brick.to_string());
+        } else {
+            state.down_bricks.remove(brick);
+        }
+    }
+
+    /// glusterd on `host` stops answering `volume status`.
+    pub fn silence(&self, host: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .silent_hosts
+            .insert(host.to_string());
+    }
+
+    /// glfsheal reports this backlog for `volume`.
+    pub fn set_heal(&self, volume: &str, pending: u64, split_brain: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .heal
+            .insert(volume.to_string(), (pending, split_brain));
+    }
+
+    pub fn break_heal(&self) {
+        self.state.lock().unwrap().heal_broken = true;
     }
 
     pub fn writes(&self) -> Vec<String> {
@@ -381,6 +421,69 @@ impl Glusterd for FakeGlusterd {
             return Ok(None);
         }
         Ok(state.quota_limits.get(volume).copied())
+    }
+
+    async fn brick_states(&self, volume: &str) -> Result<Option<Vec<BrickState>>, GlusterError> {
+        let state = self.state.lock().unwrap();
+        let Some(info) = state.volumes.get(volume) else {
+            return Err(GlusterError::NoSuchVolume(volume.to_string()));
+        };
+        if info.status != VolumeStatus::Started {
+            return Ok(None);
+        }
+        Ok(Some(
+            info.bricks
+                .iter()
+                .filter(|b| !state.silent_hosts.contains(&b.host))
+                .map(|b| {
+                    let online = !state
+                        .down_bricks
+                        .contains(&format!("{}:{}", b.host, b.path));
+                    BrickState {
+                        host: b.host.clone(),
+                        path: b.path.clone(),
+                        online,
+                        pid: online.then_some(4242),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    async fn heal_summary(&self, volume: &str) -> Result<Vec<BrickHeal>, GlusterError> {
+        let state = self.state.lock().unwrap();
+        if state.heal_broken {
+            return Err(GlusterError::Timeout {
+                command: "volume heal".into(),
+                seconds: 30,
+            });
+        }
+        let Some(info) = state.volumes.get(volume) else {
+            return Err(GlusterError::NoSuchVolume(volume.to_string()));
+        };
+        let (pending, split_brain) = state.heal.get(volume).copied().unwrap_or_default();
+        Ok(info
+            .bricks
+            .iter()
+            .map(|b| {
+                let up = !state
+                    .down_bricks
+                    .contains(&format!("{}:{}", b.host, b.path))
+                    && !state.silent_hosts.contains(&b.host);
+                BrickHeal {
+                    host: b.host.clone(),
+                    path: b.path.clone(),
+                    status: if up {
+                        "Connected".into()
+                    } else {
+                        "Transport endpoint is not connected".into()
+                    },
+                    pending: up.then_some(pending),
+                    split_brain: up.then_some(split_brain),
+                    possibly_healing: up.then_some(0),
+                }
+            })
+            .collect())
     }
 
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError> {

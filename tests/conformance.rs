@@ -461,6 +461,47 @@ async fn identity_and_controller() {
     list_volumes_sees_new_and_deleted_volumes(&driver).await;
     create_volume_values(&driver).await;
     validate_volume_capabilities_values(&driver).await;
+    get_volume_values(&driver).await;
+}
+
+/// csi-sanity "ControllerGetVolume": a created volume is returned with its
+/// id and (VOLUME_CONDITION) a condition; once deleted it is NOT_FOUND.
+async fn get_volume_values(driver: &DevDriver) {
+    let mut s = Sanity::setup(driver, "Controller Service (ControllerGetVolume)");
+    let volume = s
+        .create_volume(create_request(&unique("sanity-get"), None))
+        .await;
+    let mut controller = driver.controller();
+    let step = "ControllerGetVolume/should return appropriate values (no optional values added)";
+    let got = expect_ok(
+        controller
+            .controller_get_volume(ControllerGetVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+            })
+            .await,
+        step,
+    );
+    assert_eq!(
+        got.volume.as_ref().map(|v| v.volume_id.as_str()),
+        Some(volume.volume_id.as_str()),
+        "{step}"
+    );
+    let condition = got
+        .status
+        .and_then(|s| s.volume_condition)
+        .unwrap_or_else(|| panic!("{step}: no volume condition"));
+    assert!(!condition.abnormal, "{step}: {}", condition.message);
+    expect_ok(s.delete(&volume.volume_id).await, "DeleteVolume");
+    expect_code(
+        controller
+            .controller_get_volume(ControllerGetVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "ControllerGetVolume of a deleted volume",
+    );
+    s.teardown().await;
 }
 
 async fn identity_service(driver: &DevDriver) {
@@ -572,6 +613,9 @@ async fn controller_requests_without_volumes(driver: &DevDriver) {
         ControllerRpc::ListVolumes,
         ControllerRpc::SingleNodeMultiWriter,
         ControllerRpc::ExpandVolume,
+        ControllerRpc::GetCapacity,
+        ControllerRpc::GetVolume,
+        ControllerRpc::VolumeCondition,
     ]);
     assert_eq!(
         advertised, expected,
@@ -604,15 +648,45 @@ async fn controller_requests_without_volumes(driver: &DevDriver) {
         Code::Unimplemented,
         "spec: ControllerUnpublishVolume without PUBLISH_UNPUBLISH_VOLUME",
     );
-    expect_code(
+    // csi-sanity "GetCapacity": with no optional values, then with a
+    // capability; the spec: a capability the driver cannot serve has none.
+    let step = "GetCapacity/should return capacity (no optional values added)";
+    let plain = expect_ok(
+        controller.get_capacity(GetCapacityRequest::default()).await,
+        step,
+    );
+    assert!(plain.available_capacity > 0, "{step}: {plain:?}");
+    let step = "GetCapacity/with a mount capability";
+    let with_cap = expect_ok(
         controller
             .get_capacity(GetCapacityRequest {
                 volume_capabilities: vec![snw()],
                 ..Default::default()
             })
             .await,
-        Code::Unimplemented,
-        "spec: GetCapacity without GET_CAPACITY",
+        step,
+    );
+    assert!(with_cap.available_capacity > 0, "{step}: {with_cap:?}");
+    let step = "spec: GetCapacity for a block capability";
+    let block = expect_ok(
+        controller
+            .get_capacity(GetCapacityRequest {
+                volume_capabilities: vec![block_capability()],
+                ..Default::default()
+            })
+            .await,
+        step,
+    );
+    assert_eq!(block.available_capacity, 0, "{step}");
+    expect_code(
+        controller
+            .get_capacity(GetCapacityRequest {
+                parameters: [("replica".to_string(), "many".to_string())].into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "GetCapacity with an invalid parameter",
     );
     expect_code(
         controller
@@ -648,8 +722,8 @@ async fn controller_requests_without_volumes(driver: &DevDriver) {
                 volume_id: id.clone(),
             })
             .await,
-        Code::Unimplemented,
-        "spec: ControllerGetVolume without GET_VOLUME",
+        Code::NotFound,
+        "ControllerGetVolume/should fail when the volume does not exist",
     );
     expect_code(
         controller

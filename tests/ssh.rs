@@ -276,6 +276,16 @@ async fn create_delete_and_failover_over_ssh() {
     assert!(info.contains("<statusStr>Started</statusStr>"), "{info}");
     let brick = driver.cluster.brick_root.join(&first.volume_id);
     assert!(brick.exists());
+    // Health over ssh: `volume status V` passes the server's allowlist.
+    let health = client
+        .controller_get_volume(ControllerGetVolumeRequest {
+            volume_id: first.volume_id.clone(),
+        })
+        .await
+        .expect("ControllerGetVolume over ssh")
+        .into_inner();
+    let condition = health.status.unwrap().volume_condition.unwrap();
+    assert!(!condition.abnormal, "{}", condition.message);
 
     // Delete: stop, remove the brick over ssh (`ssh-command remove-brick`),
     // delete.

@@ -2,7 +2,11 @@
 //! only record of what exists (the controller keeps no state of its own).
 
 pub mod bricks;
+pub mod capacity;
 pub mod error;
+pub mod health;
+#[cfg(test)]
+mod health_tests;
 pub mod isolation;
 pub mod params;
 pub mod placement;
@@ -22,13 +26,22 @@ use crate::ownership::{
 };
 use crate::volume_context::VolumeContext;
 pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootCheck};
+pub use capacity::Capacity;
 pub use error::ControllerError;
+pub use health::VolumeHealth;
 pub use isolation::Isolation;
 pub use params::StorageClassParams;
 
 /// How long a delete waits for clients to go (a node that just unstaged)
 /// before refusing, and for glusterd to answer who they are.
 pub const IN_USE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long glfsheal may take for one volume before its answer is given up
+/// (a server that drops packets can hold its connection attempts).
+pub const HEAL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Volumes whose health ListVolumes reads at once (two CLI reads each).
+pub const HEALTH_PARALLELISM: usize = 4;
 
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
@@ -264,24 +277,107 @@ impl Provisioner {
         after: Option<&VolumeName>,
         max_entries: usize,
     ) -> Result<VolumePage, ControllerError> {
-        let mut volumes: Vec<ProvisionedVolume> = self
+        let (volumes, next) = self.page(after, max_entries).await?;
+        Ok(VolumePage {
+            volumes: volumes.into_iter().map(|(v, _)| v).collect(),
+            next,
+        })
+    }
+
+    /// [`Provisioner::list`] with each volume's health, asked for
+    /// [`HEALTH_PARALLELISM`] volumes at a time (the external health monitor
+    /// reads conditions from ListVolumes when a driver lists volumes). A
+    /// volume whose health cannot be read carries the error instead.
+    pub async fn list_with_health(
+        &self,
+        after: Option<&VolumeName>,
+        max_entries: usize,
+    ) -> Result<(VolumePage, Vec<Result<VolumeHealth, ControllerError>>), ControllerError> {
+        let (volumes, next) = self.page(after, max_entries).await?;
+        let slots = tokio::sync::Semaphore::new(HEALTH_PARALLELISM);
+        let health = join_all(volumes.iter().map(|(_, info)| async {
+            let _slot = slots.acquire().await.ok();
+            self.health_of(info).await
+        }))
+        .await;
+        let volumes = volumes.into_iter().map(|(v, _)| v).collect();
+        Ok((VolumePage { volumes, next }, health))
+    }
+
+    async fn page(
+        &self,
+        after: Option<&VolumeName>,
+        max_entries: usize,
+    ) -> Result<(Vec<(ProvisionedVolume, VolumeInfo)>, Option<VolumeName>), ControllerError> {
+        let mut volumes: Vec<(ProvisionedVolume, VolumeInfo)> = self
             .glusterd
             .volumes()
             .await
             .map_err(ControllerError::gluster("listing gluster volumes"))?
-            .iter()
-            .filter_map(|v| self.provisioned(v))
-            .filter(|v| after.is_none_or(|after| &v.id > after))
+            .into_iter()
+            .filter_map(|info| Some((self.provisioned(&info)?, info)))
+            .filter(|(v, _)| after.is_none_or(|after| &v.id > after))
             .collect();
-        volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        volumes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let limit = if max_entries == 0 {
             usize::MAX
         } else {
             max_entries
         };
-        let next = (volumes.len() > limit).then(|| volumes[limit - 1].id.clone());
+        let next = (volumes.len() > limit).then(|| volumes[limit - 1].0.id.clone());
         volumes.truncate(limit);
-        Ok(VolumePage { volumes, next })
+        Ok((volumes, next))
+    }
+
+    /// A volume of this driver and its health; `None`: no such volume.
+    pub async fn health(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<(ProvisionedVolume, VolumeHealth)>, ControllerError> {
+        let Some(name) = VolumeName::parse(volume_id) else {
+            return Ok(None);
+        };
+        let Some(info) = self.read(&name).await? else {
+            return Ok(None);
+        };
+        let Some(volume) = self.provisioned(&info) else {
+            return Ok(None);
+        };
+        Ok(Some((volume, self.health_of(&info).await?)))
+    }
+
+    /// What gluster says of a volume's bricks and self-heal backlog: two
+    /// reads, asked at once. A heal summary that fails or takes longer than
+    /// [`HEAL_PATIENCE`] leaves the backlog unknown (and the volume abnormal).
+    pub async fn health_of(&self, volume: &VolumeInfo) -> Result<VolumeHealth, ControllerError> {
+        if volume.status != VolumeStatus::Started {
+            return Ok(VolumeHealth::assess(volume, None, None));
+        }
+        let name = volume.name.as_str();
+        let heal = async {
+            if volume.replica_count <= 1 {
+                return None;
+            }
+            let asked = tokio::time::timeout(HEAL_PATIENCE, self.glusterd.heal_summary(name));
+            Some(match asked.await {
+                Ok(Ok(bricks)) => Ok(bricks),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "glfsheal did not answer within {}s",
+                    HEAL_PATIENCE.as_secs()
+                )),
+            })
+        };
+        let (states, heal) = tokio::join!(self.glusterd.brick_states(name), heal);
+        let states = states.map_err(ControllerError::gluster(format!(
+            "asking glusterd for the bricks of {name}"
+        )))?;
+        let heal = match (&states, &heal) {
+            (Some(_), Some(Ok(bricks))) => Some(Ok(bricks.as_slice())),
+            (Some(_), Some(Err(why))) => Some(Err(why.clone())),
+            (None, _) | (_, None) => None,
+        };
+        Ok(VolumeHealth::assess(volume, states.as_deref(), heal))
     }
 
     async fn read(&self, name: &VolumeName) -> Result<Option<VolumeInfo>, ControllerError> {

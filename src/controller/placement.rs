@@ -27,13 +27,25 @@ pub enum PlacementError {
     },
 }
 
-/// Picks the hosts for `replica` bricks, in brick order.
-pub fn place(
-    volume: &VolumeName,
+/// The distinct usable peers bricks may go to (all, or those `allowed`),
+/// sorted; an allowed name that is no peer is an error.
+pub fn candidates(
     peers: &[Peer],
-    replica: u32,
     allowed: Option<&[String]>,
 ) -> Result<Vec<String>, PlacementError> {
+    check_allowed(peers, allowed)?;
+    let mut candidates: Vec<String> = peers
+        .iter()
+        .filter(|p| allowed.is_none_or(|a| a.contains(&p.hostname)))
+        .filter(|p| p.usable())
+        .map(|p| p.hostname.clone())
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    Ok(candidates)
+}
+
+fn check_allowed(peers: &[Peer], allowed: Option<&[String]>) -> Result<(), PlacementError> {
     if let Some(allowed) = allowed {
         for server in allowed {
             if !peers.iter().any(|p| &p.hostname == server) {
@@ -45,15 +57,18 @@ pub fn place(
             }
         }
     }
+    Ok(())
+}
+
+/// Picks the hosts for `replica` bricks, in brick order.
+pub fn place(
+    volume: &VolumeName,
+    peers: &[Peer],
+    replica: u32,
+    allowed: Option<&[String]>,
+) -> Result<Vec<String>, PlacementError> {
+    let candidates = candidates(peers, allowed)?;
     let eligible = |p: &&Peer| allowed.is_none_or(|a| a.contains(&p.hostname));
-    let mut candidates: Vec<&str> = peers
-        .iter()
-        .filter(eligible)
-        .filter(|p| p.usable())
-        .map(|p| p.hostname.as_str())
-        .collect();
-    candidates.sort_unstable();
-    candidates.dedup();
     let needed = replica as usize;
     if candidates.len() < needed {
         let down: Vec<String> = peers
@@ -82,7 +97,7 @@ pub fn place(
     let digest = Sha256::digest(volume.as_str().as_bytes());
     let start = usize::from(u16::from_be_bytes([digest[0], digest[1]])) % candidates.len();
     Ok((0..needed)
-        .map(|i| candidates[(start + i) % candidates.len()].to_string())
+        .map(|i| candidates[(start + i) % candidates.len()].clone())
         .collect())
 }
 

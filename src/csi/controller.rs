@@ -6,7 +6,10 @@ use tonic::{Request, Response, Status};
 
 use super::validate::{self, invalid};
 use super::{begin, observe, status, unimplemented};
-use crate::controller::{CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams};
+use crate::controller::{
+    ControllerError, CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams,
+    VolumeHealth,
+};
 use crate::in_flight::InFlight;
 use crate::names::{VolumeName, validate_csi_name};
 use crate::proto::csi::controller_server::Controller;
@@ -28,11 +31,14 @@ impl ControllerService {
 }
 
 /// Advertised, and nothing else: every other RPC answers UNIMPLEMENTED.
-const CAPABILITIES: [rpc::Type; 4] = [
+const CAPABILITIES: [rpc::Type; 7] = [
     rpc::Type::CreateDeleteVolume,
     rpc::Type::ListVolumes,
     rpc::Type::SingleNodeMultiWriter,
     rpc::Type::ExpandVolume,
+    rpc::Type::GetCapacity,
+    rpc::Type::GetVolume,
+    rpc::Type::VolumeCondition,
 ];
 
 fn to_csi(volume: ProvisionedVolume) -> Volume {
@@ -42,6 +48,21 @@ fn to_csi(volume: ProvisionedVolume) -> Volume {
         volume_context: volume.context.to_map(),
         content_source: None,
         accessible_topology: Vec::new(),
+    }
+}
+
+/// A volume's condition; one whose health could not be read is abnormal
+/// with the reason.
+fn condition(health: Result<VolumeHealth, ControllerError>) -> VolumeCondition {
+    match health {
+        Ok(health) => VolumeCondition {
+            abnormal: health.abnormal(),
+            message: health.message(),
+        },
+        Err(e) => VolumeCondition {
+            abnormal: true,
+            message: format!("could not read the volume's health from gluster: {e}"),
+        },
     }
 }
 
@@ -163,18 +184,22 @@ impl Controller for ControllerService {
                     ))
                 })?),
             };
-            let page = self
+            let (page, health) = self
                 .provisioner
-                .list(after.as_ref(), max_entries)
+                .list_with_health(after.as_ref(), max_entries)
                 .await
                 .map_err(status)?;
             Ok(Response::new(ListVolumesResponse {
                 entries: page
                     .volumes
                     .into_iter()
-                    .map(|v| list_volumes_response::Entry {
+                    .zip(health)
+                    .map(|(v, health)| list_volumes_response::Entry {
                         volume: Some(to_csi(v)),
-                        status: None,
+                        status: Some(list_volumes_response::VolumeStatus {
+                            published_node_ids: Vec::new(),
+                            volume_condition: Some(condition(health)),
+                        }),
                     })
                     .collect(),
                 next_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
@@ -218,9 +243,29 @@ impl Controller for ControllerService {
 
     async fn get_capacity(
         &self,
-        _: Request<GetCapacityRequest>,
+        request: Request<GetCapacityRequest>,
     ) -> Result<Response<GetCapacityResponse>, Status> {
-        unimplemented("GetCapacity").await
+        let req = request.into_inner();
+        observe("GetCapacity", "", async {
+            let params = StorageClassParams::parse(&req.parameters)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            // No volume with a capability this driver cannot serve fits.
+            if req
+                .volume_capabilities
+                .iter()
+                .any(|cap| validate::capability(cap).is_err())
+            {
+                return Ok(Response::new(GetCapacityResponse::default()));
+            }
+            let capacity = self.provisioner.capacity(&params).await.map_err(status)?;
+            let bytes = i64::try_from(capacity.available_bytes).unwrap_or(i64::MAX);
+            Ok(Response::new(GetCapacityResponse {
+                available_capacity: bytes,
+                maximum_volume_size: Some(bytes),
+                minimum_volume_size: None,
+            }))
+        })
+        .await
     }
 
     async fn create_snapshot(
@@ -283,9 +328,23 @@ impl Controller for ControllerService {
 
     async fn controller_get_volume(
         &self,
-        _: Request<ControllerGetVolumeRequest>,
+        request: Request<ControllerGetVolumeRequest>,
     ) -> Result<Response<ControllerGetVolumeResponse>, Status> {
-        unimplemented("ControllerGetVolume").await
+        let req = request.into_inner();
+        observe("ControllerGetVolume", &req.volume_id, async {
+            let id = validate::volume_id("volume_id", &req.volume_id)?;
+            let Some((volume, health)) = self.provisioner.health(id).await.map_err(status)? else {
+                return Err(Status::not_found(format!("volume {id} does not exist")));
+            };
+            Ok(Response::new(ControllerGetVolumeResponse {
+                volume: Some(to_csi(volume)),
+                status: Some(controller_get_volume_response::VolumeStatus {
+                    published_node_ids: Vec::new(),
+                    volume_condition: Some(condition(Ok(health))),
+                }),
+            }))
+        })
+        .await
     }
 
     async fn controller_modify_volume(

@@ -12,7 +12,7 @@ use super::error::{self, GlusterError};
 use super::transport::{CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli};
 use super::version::OpVersions;
 use super::xml::{self, Envelope};
-use super::{Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo};
+use super::{BrickHeal, BrickState, Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo};
 
 /// How long to keep retrying when glusterd's lock on a volume is held by
 /// another transaction (opErrno 30802, "Locking failed on ...").
@@ -389,6 +389,28 @@ impl Glusterd for GlusterCli {
             .await
             .cloned()
     }
+
+    // --- Volume health -------------------------------------------------------
+    async fn brick_states(&self, volume: &str) -> Result<Option<Vec<BrickState>>, GlusterError> {
+        let envelope = self.exec(&["volume", "status", volume]).await?;
+        if envelope.failed() {
+            if error::is_not_started_status(&envelope.op_errstr) {
+                return Ok(None);
+            }
+            return Err(failure(&["volume", "status"], Some(volume), &envelope));
+        }
+        envelope.brick_states().map(Some)
+    }
+
+    async fn heal_summary(&self, volume: &str) -> Result<Vec<BrickHeal>, GlusterError> {
+        let text = self.transport.heal_summary(&CliArg::new(volume)?).await?;
+        let envelope = Envelope::parse("volume heal", &text)?;
+        if envelope.failed() {
+            return Err(failure(&["volume", "heal"], Some(volume), &envelope));
+        }
+        envelope.heal_summary()
+    }
+    // -------------------------------------------------------------------------
 
     async fn op_versions(&self) -> Result<Option<OpVersions>, GlusterError> {
         let mut values = Vec::new();

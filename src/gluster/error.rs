@@ -189,6 +189,11 @@ pub fn is_quota_disabled(errstr: &str) -> bool {
     errstr.trim().starts_with("Quota is disabled")
 }
 
+/// `volume status V` of a volume that is not started.
+pub fn is_not_started_status(errstr: &str) -> bool {
+    errstr.trim_end().ends_with("is not started")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,39 @@ pub struct NewVolume {
     pub force: bool,
 }
 
+// --- Volume health: brick processes and the self-heal backlog -------------
+
+/// A brick as `volume status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrickState {
+    pub host: String,
+    pub path: String,
+    /// Its process runs and listens.
+    pub online: bool,
+    pub pid: Option<u32>,
+}
+
+/// One brick's line of glfsheal's `info-summary`. Counts are `None` when
+/// glfsheal could not read that brick (it is down or unreachable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrickHeal {
+    pub host: String,
+    pub path: String,
+    /// glfsheal's word for the brick: `Connected`, or why it could not read it.
+    pub status: String,
+    /// Entries waiting for self-heal (split-brain ones not included).
+    pub pending: Option<u64>,
+    pub split_brain: Option<u64>,
+    /// Entries a self-heal may be working on right now.
+    pub possibly_healing: Option<u64>,
+}
+
+impl BrickHeal {
+    pub fn connected(&self) -> bool {
+        self.status == "Connected"
+    }
+}
+
 /// What the driver asks of glusterd. Writes are idempotent where glusterd
 /// allows it: starting a started volume, stopping a stopped one and deleting
 /// a missing one succeed.
@@ -174,6 +207,15 @@ pub trait Glusterd: Send + Sync {
     async fn volume_clients(&self, volume: &VolumeInfo) -> Result<VolumeClients, GlusterError>;
     /// Keys `volume set` accepts (excluding free-form `user.*` keys).
     async fn settable_options(&self) -> Result<Arc<BTreeSet<String>>, GlusterError>;
+    // --- Volume health ---------------------------------------------------
+    /// `volume status V`: the bricks glusterd reports, online or not. A
+    /// server whose glusterd is down is left out (its bricks are unknown);
+    /// `None`: the volume is not started.
+    async fn brick_states(&self, volume: &str) -> Result<Option<Vec<BrickState>>, GlusterError>;
+    /// Self-heal backlog of a started replicated volume, brick by brick
+    /// (glfsheal `info-summary`).
+    async fn heal_summary(&self, volume: &str) -> Result<Vec<BrickHeal>, GlusterError>;
+    // -----------------------------------------------------------------------
     /// The pool's op-versions, for the start-up version report; `None` when
     /// this backend cannot tell.
     async fn op_versions(&self) -> Result<Option<version::OpVersions>, GlusterError> {
@@ -220,6 +262,9 @@ pub(crate) struct Capture {
     pub block: &'static str,
     pub status_block: &'static str,
     pub staging_block: &'static str,
+    /// Address block of the volume health captures (`volume status`,
+    /// glfsheal's summary).
+    pub health_block: &'static str,
 }
 
 /// Debian 12's glusterfs 10.3, and Debian 13's 11.1 (captured in a chroot by
@@ -236,6 +281,7 @@ pub(crate) const CAPTURES: [Capture; 2] = [
         block: "127.77.1",
         status_block: "127.162.148",
         staging_block: "127.156.67",
+        health_block: "127.187.83",
     },
     Capture {
         release: version::Release {
@@ -247,6 +293,7 @@ pub(crate) const CAPTURES: [Capture; 2] = [
         block: "127.77.1",
         status_block: "127.77.1",
         staging_block: "127.77.1",
+        health_block: "127.77.1",
     },
 ];
 

@@ -189,6 +189,38 @@ pub trait CliTransport: Send + Sync {
     async fn run(&self, command: &CliCommand) -> Result<String, GlusterError>;
     /// Where commands go, for messages.
     fn describe(&self) -> String;
+    /// glfsheal's `info-summary` XML for a volume. By default the CLI's
+    /// `volume heal V info summary`, which runs glfsheal against glusterd's
+    /// default socket (right on a server, over ssh).
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
+        self.run(&heal_summary_command(volume)?).await
+    }
+}
+
+/// `volume heal V info summary`; the CLI prints glfsheal's XML as its own.
+pub fn heal_summary_command(volume: &CliArg) -> Result<CliCommand, GlusterError> {
+    let words = ["volume", "heal", volume.as_str(), "info", "summary"]
+        .into_iter()
+        .map(CliArg::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CliCommand::new(words).standalone("</cliOutput>"))
+}
+
+/// Where distributions install glfsheal, the gfapi helper behind `volume
+/// heal V info` (Debian's glusterfs-common; Fedora's, upstream's).
+pub fn glfsheal_program() -> PathBuf {
+    let debian = PathBuf::from(format!(
+        "/usr/lib/{}-linux-gnu/glusterfs/glfsheal",
+        std::env::consts::ARCH
+    ));
+    [
+        debian.clone(),
+        PathBuf::from("/usr/libexec/glusterfs/glfsheal"),
+        PathBuf::from("/usr/sbin/glfsheal"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or(debian)
 }
 
 /// One `gluster --mode=script --xml ...` process per command.
@@ -236,6 +268,34 @@ impl CliTransport for OneShotCli {
 
     fn describe(&self) -> String {
         self.address.to_string()
+    }
+
+    /// The CLI's `volume heal` ignores `--glusterd-sock` (glfsheal looks for
+    /// the default socket), so against a socket glfsheal is run directly.
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
+        let GlusterdAddress::Socket(socket) = &self.address else {
+            return self.run(&heal_summary_command(volume)?).await;
+        };
+        let command = heal_summary_command(volume)?;
+        let mut heal = Command::new(glfsheal_program());
+        heal.arg(volume.as_str())
+            .args(["info-summary", "--xml", "glusterd-sock"])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(self.timeout, heal.output())
+            .await
+            .map_err(|_| timeout(&command, self.timeout))?
+            .map_err(GlusterError::Spawn)?;
+        // glfsheal exits non-zero on failures it also reports in the XML.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.contains(command.end_tag) {
+            return Ok(stdout.into_owned());
+        }
+        let text = format!("{}{}", stdout, String::from_utf8_lossy(&output.stderr));
+        Err(classify_cli_failure(&command.name, &self.address, &text))
     }
 }
 
@@ -353,6 +413,10 @@ impl CliTransport for SessionPool {
 
     fn describe(&self) -> String {
         self.address.to_string()
+    }
+
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
+        self.fallback.heal_summary(volume).await
     }
 }
 

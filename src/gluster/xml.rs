@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use roxmltree::{Document, Node};
 
 use super::error::GlusterError;
-use super::{Brick, Peer, VolumeInfo, VolumeStatus};
+use super::{Brick, BrickHeal, BrickState, Peer, VolumeInfo, VolumeStatus};
 
 /// The `<cliOutput>` envelope every `--xml` command prints.
 #[derive(Debug)]
@@ -217,6 +217,77 @@ impl Envelope {
                 )
             }),
         }
+    }
+}
+
+// --- Volume health ---------------------------------------------------------
+impl Envelope {
+    /// `volume status V`: its bricks. gluster's daemons (self-heal, quota...)
+    /// are listed too, with a host name where a brick has its path.
+    pub fn brick_states(&self) -> Result<Vec<BrickState>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let status = descendant(doc.root_element(), "volStatus")
+            .ok_or_else(|| bad(&self.command, "<volStatus> missing"))?;
+        status
+            .descendants()
+            .filter(|n| n.has_tag_name("node"))
+            .filter(|n| child_text(*n, "path").is_some_and(|p| p.starts_with('/')))
+            .map(|n| {
+                Ok(BrickState {
+                    host: required(&self.command, n, "hostname")?,
+                    path: required(&self.command, n, "path")?,
+                    online: required(&self.command, n, "status")? == "1",
+                    pid: child_text(n, "pid")
+                        .and_then(|p| p.trim().parse().ok())
+                        .filter(|p| *p > 0),
+                })
+            })
+            .collect()
+    }
+
+    /// glfsheal `info-summary --xml`: every brick's counts. A brick glfsheal
+    /// could not read has a status other than `Connected` and no counts.
+    pub fn heal_summary(&self) -> Result<Vec<BrickHeal>, GlusterError> {
+        let doc = document(&self.command, &self.text)?;
+        let bricks = descendant(doc.root_element(), "healInfo")
+            .and_then(|h| descendant(h, "bricks"))
+            .ok_or_else(|| bad(&self.command, "<healInfo><bricks> missing"))?;
+        let count = |b: Node, tag: &str| -> Result<Option<u64>, GlusterError> {
+            match child_text(b, tag).map(str::trim) {
+                None | Some("-") => Ok(None),
+                Some(n) => n
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| bad(&self.command, &format!("<{tag}> {n:?} is not a number"))),
+            }
+        };
+        bricks
+            .children()
+            .filter(|n| n.has_tag_name("brick"))
+            .map(|b| {
+                let name = required(&self.command, b, "name")?;
+                let (host, path) = name.split_once(':').ok_or_else(|| {
+                    bad(&self.command, &format!("brick {name:?} is not host:path"))
+                })?;
+                let status = child_text(b, "status").unwrap_or_default().trim();
+                let connected = status == "Connected";
+                // glusterfs 10.3 runs the next element into the status of a
+                // brick it could not read: keep the reason, up to its ")".
+                let status = match status.rfind(')') {
+                    Some(end) if !connected => &status[..=end],
+                    _ => status,
+                };
+                Ok(BrickHeal {
+                    host: host.to_string(),
+                    path: path.to_string(),
+                    status: status.to_string(),
+                    pending: count(b, "numberOfEntriesInHealPending")?.filter(|_| connected),
+                    split_brain: count(b, "numberOfEntriesInSplitBrain")?.filter(|_| connected),
+                    possibly_healing: count(b, "numberOfEntriesPossiblyHealing")?
+                        .filter(|_| connected),
+                })
+            })
+            .collect()
     }
 }
 

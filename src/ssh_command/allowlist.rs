@@ -13,7 +13,9 @@
 //!      `volume info V`, `volume status V [H:R/V] clients`,
 //!      `volume status V client-list` (as text: its XML lacks the counts),
 //!      `volume set help-xml`, `volume get all cluster.op-version` and
-//!      `cluster.max-op-version` (the start-up version report);
+//!      `cluster.max-op-version` (the start-up version report),
+//!      `volume status V` and `volume heal V info summary` (volume health;
+//!      run as glfsheal against this server's glusterd socket);
 //!    - `volume create V [replica N [arbiter 1]] H:R/V ... [force]`: N from 2
 //!      to 16 (absent for one brick), `arbiter 1` only with replica 3, one
 //!      brick per replica on distinct hosts `H` (host names), every path
@@ -48,6 +50,7 @@ const SHOWN: usize = 300;
 
 const ALLOWED: &str = "pool list, system:: uuid get, volume info, volume set help-xml, \
                        volume get all cluster.op-version|cluster.max-op-version, \
+                       volume status V, volume heal V info summary, \
                        volume create|set|start|stop|delete of the driver's volumes, \
                        volume quota V enable|limit-usage / BYTES|list /";
 
@@ -143,6 +146,21 @@ impl Allowed {
     pub fn wants_xml(&self) -> bool {
         let words: Vec<&str> = self.words.iter().map(CliArg::as_str).collect();
         !matches!(words.as_slice(), ["volume", "status", _, "client-list"])
+    }
+
+    /// `volume heal V info summary`: the volume, for running glfsheal.
+    pub fn heal_summary_volume(&self) -> Option<&str> {
+        match self.words.as_slice() {
+            [volume, heal, volume_name, info, summary]
+                if volume.as_str() == "volume"
+                    && heal.as_str() == "heal"
+                    && info.as_str() == "info"
+                    && summary.as_str() == "summary" =>
+            {
+                Some(volume_name.as_str())
+            }
+            _ => None,
+        }
     }
 
     /// The command as it is shown in messages.
@@ -244,9 +262,10 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
             "all",
             "cluster.op-version" | "cluster.max-op-version",
         ] => Ok(None),
-        ["volume", "info", volume] | ["volume", "status", volume, "clients" | "client-list"] => {
-            driver_volume(volume).map(|_| None)
-        }
+        ["volume", "info", volume]
+        | ["volume", "status", volume]
+        | ["volume", "status", volume, "clients" | "client-list"]
+        | ["volume", "heal", volume, "info", "summary"] => driver_volume(volume).map(|_| None),
         ["volume", "status", volume, brick, "clients"] => {
             let volume = driver_volume(volume)?;
             let (host, path) = brick
@@ -489,6 +508,8 @@ mod tests {
             ("volume info csi-pvc-1\n", None),
             ("volume status csi-pvc-1 clients\n", None),
             ("volume status csi-pvc-1 client-list\n", None),
+            ("volume status csi-pvc-1\n", None),
+            ("volume heal csi-pvc-1 info summary\n", None),
             (
                 "volume status csi-pvc-1 h1:/bricks/csi-pvc-1 clients\n",
                 None,
@@ -573,6 +594,16 @@ mod tests {
         let words = crate::gluster::volume_set_words(V, &options);
         let command = CliCommand::new(words.into_iter().map(|w| CliArg::new(w).unwrap()).collect());
         assert_eq!(rule(&command.line()), Some(Rule::Mark));
+        let volume = CliArg::new(V).unwrap();
+        let heal = crate::gluster::transport::heal_summary_command(&volume).unwrap();
+        let heal = allowed(&heal.line());
+        assert_eq!(heal.guard, None);
+        assert_eq!(heal.heal_summary_volume(), Some(V));
+        assert!(heal.wants_xml());
+        assert_eq!(
+            allowed("volume status csi-pvc-1\n").heal_summary_volume(),
+            None
+        );
     }
 
     #[test]
@@ -622,6 +653,30 @@ mod tests {
             (
                 b"volume reset csi-pvc-1\n",
                 "not a command the controller sends",
+            ),
+            (
+                b"volume heal csi-pvc-1\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume heal csi-pvc-1 info\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume heal csi-pvc-1 split-brain latest-mtime /f\n",
+                "not a command the controller sends",
+            ),
+            (
+                b"volume heal gv0 info summary\n",
+                "not a volume name this driver makes",
+            ),
+            (
+                b"volume status gv0\n",
+                "not a volume name this driver makes",
+            ),
+            (
+                b"volume status all\n",
+                "not a volume name this driver makes",
             ),
             (
                 b"volume get all all\n",

@@ -164,6 +164,15 @@ async fn run_gluster(args: &SshCommandArgs, roots: &BrickRoots) -> AppResult<()>
         std::process::exit(127);
     };
     check_volume(args, &cli, &allowed, roots).await?;
+    if let Some(volume) = allowed.heal_summary_volume() {
+        // The CLI's `volume heal` would ignore --glusterd-sock.
+        let error = std::process::Command::new(crate::gluster::transport::glfsheal_program())
+            .args([volume, "info-summary", "--xml", "glusterd-sock"])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .exec();
+        return Err(format!("running glfsheal: {error}").into());
+    }
     let mut sock = std::ffi::OsString::from("--glusterd-sock=");
     sock.push(socket);
     let mut gluster = std::process::Command::new(&cli);

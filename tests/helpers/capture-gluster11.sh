@@ -120,7 +120,9 @@ for a in "$BLOCK.1" "$BLOCK.2" "$BLOCK.3" "$CLIENT_ADDR"; do
     added+=("$a")
 done
 
-rm -rf "$ROOT/tmp/tb" "$ROOT/tmp/bx" "$ROOT/tmp/tlsx" "$ROOT/var/run/gluster"
+# $ROOT/run, never $ROOT/var/run: that is a symlink to /run, which outside
+# the chroot is the host's (rm -rf through it once removed the host's /run/gluster).
+rm -rf "$ROOT/tmp/tb" "$ROOT/tmp/bx" "$ROOT/tmp/tlsx" "$ROOT/run/gluster"
 mkdir -p "$OUT" "$NOTES" "$ROOT/tmp/tb/m" "$ROOT/tmp/tb/logs"
 for n in 1 2 3; do
     mkdir -p "$ROOT/tmp/tb/n$n/work" "$ROOT/tmp/tb/n$n/run" "$ROOT/tmp/tb/n$n/log" "$ROOT/tmp/tb/c/b$n"
@@ -383,7 +385,7 @@ cp "$ROOT/tmp/tb/logs/m-none.log" "$OUT/client_log_no_certificate.log"
 
 # Quota (sizes the driver enforces): refused before the first start, then
 # enabled, limited and listed; the CLI's aux mounts go under /var/run/gluster.
-mkdir -p "$ROOT/var/run/gluster"
+mkdir -p "$ROOT/run/gluster"
 # shellcheck disable=SC2046
 ok 1 volume create csi-q replica 3 $(bricks q) force
 cap quota_enable_stopped.xml 1 volume quota csi-q enable
@@ -401,5 +403,77 @@ cap quota_limit_usage_missing.xml 1 volume quota nosuch limit-usage / 1048576
 cap quota_list_missing.xml 1 volume quota nosuch list /
 # What quota enable sets (features.quota-deem-statfs among them).
 g 1 volume info csi-q > "$NOTES/quota_volume_info.xml"
+# Volume health (src/controller/health.rs): brick state from `volume status`,
+# heal counts from glfsheal, run as the driver runs it against a socket that
+# is not the default one (the CLI's `volume heal` ignores --glusterd-sock).
+heal() { chroot "$ROOT" /usr/lib/x86_64-linux-gnu/glusterfs/glfsheal "$1" info-summary --xml glusterd-sock "$(sock 1)"; }
+capheal() { # FILE VOLUME
+    heal "$2" > "$OUT/$1" 2>&1 || true
+    grep -q '</cliOutput>' "$OUT/$1" || { echo "$1: no XML answer:" >&2; cat "$OUT/$1" >&2; return 1; }
+    say "$1: $(grep -o '<opRet>[^<]*</opRet>' "$OUT/$1")"
+}
+brick_pid() { # VOLUME BRICK_DIR: the brick process's pid from `volume status`
+    g 1 volume status "$1" | tr -d '\n ' | grep -o "<path>$2</path><peerid>[^<]*</peerid><status>1</status><port>[^<]*</port><ports><tcp>[^<]*</tcp><rdma>[^<]*</rdma></ports><pid>[0-9]*" | grep -o '[0-9]*$'
+}
+client_connected() { # MOUNT N: the FUSE client is connected to brick N-1
+    grep -q 'connected = 1' "$ROOT/tmp/tb/m/$1/.meta/graphs/active/hs-client-$2/private" 2>/dev/null
+}
+start_force() { # VOLUME N...: bricks N running again, and the client back on them
+    local v=$1 n
+    shift
+    # glusterd 11.1 here takes the killed brick for "already-running" on
+    # `volume start force` (its glusterd.log); stop and start instead.
+    ok 1 volume stop "$v" force
+    ok 1 volume start "$v"
+    for n in "$@"; do
+        for _ in $(seq 150); do [ -n "$(brick_pid "$v" "/tmp/tb/c/b$n/$v")" ] && break; sleep 0.2; done
+        [ -n "$(brick_pid "$v" "/tmp/tb/c/b$n/$v")" ] || { echo "brick $n of $v did not start" >&2; return 1; }
+        for _ in $(seq 150); do client_connected "$v" "$((n - 1))" && break; sleep 0.2; done
+        client_connected "$v" "$((n - 1))" || { echo "client of $v never reconnected to brick $n" >&2; return 1; }
+    done
+}
+cap volume_status.xml 1 volume status csi-tv
+capheal heal_info_summary.xml csi-tv
+cap volume_status_missing.xml 1 volume status nosuch
+capheal heal_info_summary_missing.xml nosuch
+# shellcheck disable=SC2046
+ok 1 volume create hs replica 3 $(bricks hs) force
+cap volume_status_not_started.xml 1 volume status hs
+capheal heal_info_summary_not_started.xml hs
+# No quorum and no healing, so bricks can be written alone and stay apart.
+ok 1 volume set hs cluster.quorum-type none cluster.self-heal-daemon off cluster.data-self-heal off \
+    cluster.metadata-self-heal off cluster.entry-self-heal off
+ok 1 volume start hs
+mkdir -p "$ROOT/tmp/tb/m/hs"
+chroot "$ROOT" mount -t glusterfs -o log-file=/tmp/tb/logs/hs.log "$BLOCK.1:/hs" /tmp/tb/m/hs
+echo base > "$ROOT/tmp/tb/m/hs/f"
+kill -KILL "$(brick_pid hs /tmp/tb/c/b3/hs)"
+for _ in $(seq 50); do client_connected hs 2 || break; sleep 0.2; done
+cap volume_status_brick_down.xml 1 volume status hs
+capheal heal_info_summary_brick_down.xml hs
+for i in 1 2 3 4 5; do echo "data$i" > "$ROOT/tmp/tb/m/hs/p$i"; done
+sync
+start_force hs 3
+capheal heal_info_summary_pending.xml hs
+# Split-brain, the documented way: f written with brick 1 down, then again
+# with only brick 1 up; each side blames the other.
+kill -KILL "$(brick_pid hs /tmp/tb/c/b1/hs)"
+for _ in $(seq 50); do client_connected hs 0 || break; sleep 0.2; done
+echo AAAA > "$ROOT/tmp/tb/m/hs/f"
+sync
+start_force hs 1
+kill -KILL "$(brick_pid hs /tmp/tb/c/b2/hs)" "$(brick_pid hs /tmp/tb/c/b3/hs)"
+for _ in $(seq 50); do client_connected hs 1 || break; sleep 0.2; done
+echo BBBBBBBB > "$ROOT/tmp/tb/m/hs/f"
+sync
+start_force hs 2 3
+capheal heal_info_summary_split_brain.xml hs
+umount "$ROOT/tmp/tb/m/hs"
+# Node 3's glusterd down: `volume status` leaves its bricks out.
+kill -TERM "$(cat "$ROOT/tmp/tb/n3/run/glusterd.pid")"
+wait_pool 1 2
+cap volume_status_peer_down.xml 1 volume status csi-tv
+start_glusterd 3
+for n in 1 2 3; do wait_pool "$n" 3; done
 
 say "captured $(ls "$OUT" | wc -l) files in $OUT; notes in $NOTES"
