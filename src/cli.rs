@@ -14,6 +14,10 @@ pub const DEFAULT_BRICK_AGENT_PORT: u16 = 24017;
 pub const DEFAULT_HEALTH_PORT: u16 = 29683;
 /// The chart's `node.registrarHealthPort` (node-driver-registrar, host network).
 pub const DEFAULT_REGISTRAR_HEALTH_PORT: u16 = 29684;
+/// The chart's `node.metricsPort` (host network).
+pub const DEFAULT_NODE_METRICS_PORT: u16 = 29685;
+/// The chart's `controller.metricsPort`.
+pub const DEFAULT_CONTROLLER_METRICS_PORT: u16 = 29686;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -246,6 +250,16 @@ pub struct CommonArgs {
     pub driver_name: String,
 }
 
+/// Prometheus metrics (docs/metrics.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// http://ADDRESS:PORT/metrics, e.g. `0.0.0.0:29685` or `[::]:29685`;
+    /// not served when unset.
+    #[arg(long, env = "GLUSTERFS_CSI_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct GlusterdArgs {
     /// glusterd's unix socket (write access to the pool).
@@ -314,6 +328,13 @@ pub struct ControllerArgs {
     pub allow_root_filesystem_bricks: bool,
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// How often the volumes-by-state (and volume health) metrics are read
+    /// from glusterd; only with --metrics-listen.
+    #[arg(long, env = "GLUSTERFS_CSI_VOLUME_METRICS_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub volume_metrics_interval_seconds: u64,
 }
 
 /// Tenant isolation of the volumes the controller creates (set before
@@ -434,6 +455,8 @@ pub struct NodeArgs {
     pub brick_agent_token: Option<String>,
     #[command(flatten)]
     pub glusterd: GlusterdArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Where the brick agent listens: an address, with or without a port.
@@ -500,6 +523,13 @@ pub struct DevArgs {
     /// Isolation for the dev controller's volumes (off unless given).
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    /// Metrics of the whole dev driver (controller and node in one process).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// How often the dev controller reads its volumes for the metrics.
+    #[arg(long, env = "GLUSTERFS_CSI_VOLUME_METRICS_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub volume_metrics_interval_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -6,6 +6,7 @@ pub mod error;
 pub mod isolation;
 pub mod params;
 pub mod placement;
+pub mod survey;
 #[cfg(test)]
 mod tests;
 
