@@ -234,11 +234,15 @@ pub async fn serve_metrics(args: &MetricsArgs) -> AppResult<bool> {
 }
 
 /// With metrics served, the controller's periodic volume survey.
-pub fn survey_volumes(served: bool, glusterd: Arc<dyn Glusterd>, interval_seconds: u64) {
-    if served {
+pub fn survey_volumes(
+    served: bool,
+    glusterd: Arc<dyn Glusterd>,
+    interval_seconds: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    served.then(|| {
         let interval = Duration::from_secs(interval_seconds);
-        tokio::spawn(crate::controller::survey::run(glusterd, interval));
-    }
+        tokio::spawn(crate::controller::survey::run(glusterd, interval))
+    })
 }
 
 pub async fn shutdown_signal() {

@@ -109,7 +109,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
     };
     let provisioner = wiring::provisioner(&controller_args, true)?;
     let node = wiring::node(&node_args).await?;
-    wiring::survey_volumes(
+    let survey = wiring::survey_volumes(
         metrics,
         provisioner.glusterd(),
         controller_args.volume_metrics_interval_seconds,
@@ -157,6 +157,10 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
     watcher.abort();
+    // Before the cluster goes, which it would count as failed surveys.
+    if let Some(survey) = survey {
+        survey.abort();
+    }
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)
