@@ -614,6 +614,51 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let controller = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().mode {
+            Mode::Controller(args) => (
+                args.metrics.metrics_listen,
+                args.volume_metrics_interval_seconds,
+            ),
+            _ => unreachable!(),
+        };
+        assert_eq!(controller(&["glusterfs-csi", "controller"]), (None, 60));
+        assert_eq!(
+            controller(&[
+                "glusterfs-csi",
+                "controller",
+                "--metrics-listen=[::]:29686",
+                "--volume-metrics-interval-seconds=5",
+            ]),
+            (Some("[::]:29686".parse().unwrap()), 5)
+        );
+        let Mode::Node(node) = Cli::try_parse_from([
+            "glusterfs-csi",
+            "node",
+            "--node-id=n1",
+            "--metrics-listen",
+            "0.0.0.0:29685",
+        ])
+        .unwrap()
+        .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            node.metrics.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_NODE_METRICS_PORT)))
+        );
+        for bad in [
+            ["--metrics-listen", "localhost:29685"],
+            ["--metrics-listen", "0.0.0.0"],
+            ["--volume-metrics-interval-seconds", "0"],
+        ] {
+            let argv = ["glusterfs-csi", "controller", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn root_filesystem_bricks_flag_and_env() {
         let parsed = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().mode {
             Mode::Controller(args) => args.allow_root_filesystem_bricks,
