@@ -135,8 +135,8 @@ struct Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix(PREFIX);
         let metrics = Metrics {
+            registry: Registry::with_prefix(PREFIX),
             rpc_requests: Family::default(),
             rpc_duration: Family::new_with_constructor(latency_histogram),
             gluster_commands: Family::default(),
@@ -148,8 +148,13 @@ impl Metrics {
             split_brain: Family::default(),
             health_volumes: Mutex::new(BTreeSet::new()),
             mounts_healed: Family::default(),
-            registry: Registry::default(),
         };
+        metrics.registered()
+    }
+
+    /// Registers every series (the registry holds clones sharing the values).
+    fn registered(mut self) -> Metrics {
+        let registry = &mut self.registry;
         registry.register(
             "build",
             "The driver's version",
@@ -158,60 +163,57 @@ impl Metrics {
         registry.register(
             "rpc_requests",
             "CSI RPCs answered, by method and gRPC code",
-            metrics.rpc_requests.clone(),
+            self.rpc_requests.clone(),
         );
         registry.register_with_unit(
             "rpc_duration",
             "Time to answer a CSI RPC, by method and gRPC code",
             Unit::Seconds,
-            metrics.rpc_duration.clone(),
+            self.rpc_duration.clone(),
         );
         registry.register(
             "gluster_commands",
             "gluster CLI commands run, by command and outcome (ok, refused by glusterd, error: \
              no usable answer)",
-            metrics.gluster_commands.clone(),
+            self.gluster_commands.clone(),
         );
         registry.register_with_unit(
             "gluster_command_duration",
             "Time a gluster CLI command took, by command and outcome",
             Unit::Seconds,
-            metrics.gluster_duration.clone(),
+            self.gluster_duration.clone(),
         );
         registry.register(
             "volumes",
             "Driver-made gluster volumes by state (controller, refreshed periodically)",
-            metrics.volumes.clone(),
+            self.volumes.clone(),
         );
         registry.register(
             "volume_survey_failures",
             "Periodic volume surveys that could not read glusterd (controller)",
-            metrics.volume_survey_failures.clone(),
+            self.volume_survey_failures.clone(),
         );
         registry.register(
             "volume_bricks_down",
             "Bricks of the volume whose process is not online",
-            metrics.bricks_down.clone(),
+            self.bricks_down.clone(),
         );
         registry.register(
             "volume_heal_pending_entries",
             "Entries of the volume waiting for self-heal, summed over its bricks",
-            metrics.heal_pending.clone(),
+            self.heal_pending.clone(),
         );
         registry.register(
             "volume_split_brain_entries",
             "Entries of the volume in split-brain, summed over its bricks",
-            metrics.split_brain.clone(),
+            self.split_brain.clone(),
         );
         registry.register(
             "mounts_healed",
             "Dead FUSE staging mounts healed by the node, by outcome",
-            metrics.mounts_healed.clone(),
+            self.mounts_healed.clone(),
         );
-        Metrics {
-            registry,
-            ..metrics
-        }
+        self
     }
 }
 
