@@ -39,6 +39,12 @@ pub async fn run(cli: Cli) -> AppResult<()> {
 
 async fn run_controller(args: ControllerArgs) -> AppResult<()> {
     let provisioner = wiring::provisioner(&args, false)?;
+    let metrics = wiring::serve_metrics(&args.metrics).await?;
+    wiring::survey_volumes(
+        metrics,
+        provisioner.clone(),
+        args.volume_metrics_interval_seconds,
+    );
     let listener = csi::bind_socket(&csi::socket_path(&args.common.endpoint)?)?;
     tracing::info!(
         endpoint = %args.common.endpoint,
@@ -71,6 +77,7 @@ async fn run_node(args: NodeArgs) -> AppResult<()> {
         .map(|_| AgentToken::require(args.brick_agent_token.as_deref(), "--brick-agent-listen"))
         .transpose()?;
     let node = wiring::node(&args).await?;
+    wiring::serve_metrics(&args.metrics).await?;
     log_fuse_scope(&node);
     let volumes = node.volumes.clone();
     let watcher = tokio::spawn(crate::node::watch::run(volumes.clone(), node.watch.clone()));

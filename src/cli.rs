@@ -14,6 +14,10 @@ pub const DEFAULT_BRICK_AGENT_PORT: u16 = 24017;
 pub const DEFAULT_HEALTH_PORT: u16 = 29683;
 /// The chart's `node.registrarHealthPort` (node-driver-registrar, host network).
 pub const DEFAULT_REGISTRAR_HEALTH_PORT: u16 = 29684;
+/// The chart's `node.metricsPort` (host network).
+pub const DEFAULT_NODE_METRICS_PORT: u16 = 29685;
+/// The chart's `controller.metricsPort`.
+pub const DEFAULT_CONTROLLER_METRICS_PORT: u16 = 29686;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -246,6 +250,16 @@ pub struct CommonArgs {
     pub driver_name: String,
 }
 
+/// Prometheus metrics (docs/metrics.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// http://ADDRESS:PORT/metrics, e.g. `0.0.0.0:29685` or `[::]:29685`;
+    /// not served when unset.
+    #[arg(long, env = "GLUSTERFS_CSI_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct GlusterdArgs {
     /// glusterd's unix socket (write access to the pool).
@@ -314,6 +328,13 @@ pub struct ControllerArgs {
     pub allow_root_filesystem_bricks: bool,
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// How often the volumes-by-state (and volume health) metrics are read
+    /// from glusterd; only with --metrics-listen.
+    #[arg(long, env = "GLUSTERFS_CSI_VOLUME_METRICS_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub volume_metrics_interval_seconds: u64,
 }
 
 /// Tenant isolation of the volumes the controller creates (set before
@@ -434,6 +455,8 @@ pub struct NodeArgs {
     pub brick_agent_token: Option<String>,
     #[command(flatten)]
     pub glusterd: GlusterdArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Where the brick agent listens: an address, with or without a port.
@@ -500,6 +523,13 @@ pub struct DevArgs {
     /// Isolation for the dev controller's volumes (off unless given).
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    /// Metrics of the whole dev driver (controller and node in one process).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// How often the dev controller reads its volumes for the metrics.
+    #[arg(long, env = "GLUSTERFS_CSI_VOLUME_METRICS_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub volume_metrics_interval_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -580,6 +610,51 @@ mod tests {
             "fd00::12:24017x",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let controller = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().mode {
+            Mode::Controller(args) => (
+                args.metrics.metrics_listen,
+                args.volume_metrics_interval_seconds,
+            ),
+            _ => unreachable!(),
+        };
+        assert_eq!(controller(&["glusterfs-csi", "controller"]), (None, 60));
+        assert_eq!(
+            controller(&[
+                "glusterfs-csi",
+                "controller",
+                "--metrics-listen=[::]:29686",
+                "--volume-metrics-interval-seconds=5",
+            ]),
+            (Some("[::]:29686".parse().unwrap()), 5)
+        );
+        let Mode::Node(node) = Cli::try_parse_from([
+            "glusterfs-csi",
+            "node",
+            "--node-id=n1",
+            "--metrics-listen",
+            "0.0.0.0:29685",
+        ])
+        .unwrap()
+        .mode
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            node.metrics.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_NODE_METRICS_PORT)))
+        );
+        for bad in [
+            ["--metrics-listen", "localhost:29685"],
+            ["--metrics-listen", "0.0.0.0"],
+            ["--volume-metrics-interval-seconds", "0"],
+        ] {
+            let argv = ["glusterfs-csi", "controller", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
     }
 

@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod fakes;
 pub mod gluster;
 pub mod in_flight;
+pub mod metrics;
 pub mod migrate;
 pub mod mount;
 pub mod names;

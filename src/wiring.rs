@@ -9,8 +9,8 @@ use crate::AppResult;
 use crate::bricks::ssh::SshBrickServers;
 use crate::bricks::{AgentBrickServers, AgentToken, BrickAgentService, BrickRootsSeen};
 use crate::cli::{
-    BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, IsolationArgs, MounterChoice,
-    NodeArgs, SshArgs,
+    BrickCleanup, ControllerArgs, GlusterdAccess, GlusterdArgs, IsolationArgs, MetricsArgs,
+    MounterChoice, NodeArgs, SshArgs,
 };
 use crate::controller::isolation::IsolationFlags;
 use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig};
@@ -218,6 +218,33 @@ pub async fn serve_brick_agent(
 }
 
 /// Completes on SIGTERM or SIGINT.
+/// Serves `--metrics-listen`, if set, for as long as the process runs; an
+/// address that cannot be bound is an error. True when served.
+pub async fn serve_metrics(args: &MetricsArgs) -> AppResult<bool> {
+    let Some(addr) = args.metrics_listen else {
+        return Ok(false);
+    };
+    let listener = crate::metrics::http::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics serving");
+    tokio::spawn(crate::metrics::http::serve(
+        listener,
+        std::future::pending(),
+    ));
+    Ok(true)
+}
+
+/// With metrics served, the controller's periodic volume survey.
+pub fn survey_volumes(
+    served: bool,
+    provisioner: Arc<Provisioner>,
+    interval_seconds: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    served.then(|| {
+        let interval = Duration::from_secs(interval_seconds);
+        tokio::spawn(crate::controller::survey::run(provisioner, interval))
+    })
+}
+
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (

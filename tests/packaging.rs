@@ -428,6 +428,77 @@ fn examples_use_a_storage_class_the_chart_makes() {
     assert!(classes.contains(&format!("name: {wanted}\n")), "{wanted}");
 }
 
+/// Metrics: on by default on ports of their own, one headless Service over
+/// every driver pod, a ServiceMonitor only when asked for (and checked by
+/// chart.py, since kubernetes-validate has no schema for CRD kinds), and
+/// nothing at all when off.
+#[test]
+fn metrics_ports_service_and_service_monitor() {
+    let out = render(None);
+    let files = yaml_files(out.path());
+    assert!(files["30-controller.yaml"].contains("- --metrics-listen=0.0.0.0:29686\n"));
+    assert!(files["31-node.yaml"].contains("- --metrics-listen=0.0.0.0:29685\n"));
+    let metrics = &files["50-metrics.yaml"];
+    assert!(metrics.contains("kind: Service\n"), "{metrics}");
+    assert!(metrics.contains("clusterIP: None"), "{metrics}");
+    assert!(
+        !metrics.contains("ServiceMonitor"),
+        "off by default: {metrics}"
+    );
+    for port in ["29683", "29684"] {
+        assert!(
+            !metrics.contains(port),
+            "the health ports stay the health ports"
+        );
+    }
+
+    let off = values_file("metrics:\n  enabled: false\n");
+    let out = render(Some(off.path().to_str().unwrap()));
+    let files = yaml_files(out.path());
+    assert!(!files.contains_key("50-metrics.yaml"));
+    assert!(files.values().all(|text| !text.contains("metrics")));
+
+    // The ServiceMonitor check catches a port the Service does not have.
+    let on = values_file("metrics:\n  serviceMonitor:\n    enabled: true\n");
+    let out = render(Some(on.path().to_str().unwrap()));
+    let path = out.path().join("50-metrics.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("kind: ServiceMonitor\n"));
+    let result = json(&chart_py(&["validate", out.path().to_str().unwrap()]));
+    assert_eq!(result["problems"], serde_json::json!([]), "{result}");
+    std::fs::write(&path, text.replace("- port: metrics", "- port: metricz")).unwrap();
+    let result = json(&chart_py(&["validate", out.path().to_str().unwrap()]));
+    let problems = result["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{result}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .contains("port metricz is no port of ['glusterfs-csi-metrics']"),
+        "{result}"
+    );
+    // ...and wiring a metrics port that is not where the driver listens.
+    let node = out.path().join("31-node.yaml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    std::fs::write(
+        &node,
+        text.replace(
+            "--metrics-listen=0.0.0.0:29685",
+            "--metrics-listen=0.0.0.0:29600",
+        ),
+    )
+    .unwrap();
+    let problems = json(&chart_py(&["wiring", out.path().to_str().unwrap()]));
+    assert_eq!(problems.as_array().unwrap().len(), 1, "{problems}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .contains("is not the metrics port 29685"),
+        "{problems}"
+    );
+}
+
 #[test]
 fn chart_refuses_inconsistent_values() {
     for (values, expected) in [
@@ -448,6 +519,10 @@ fn chart_refuses_inconsistent_values() {
         (
             "isolation:\n  tls:\n    enabled: true\n    source: configMap\n",
             "isolation.tls.source must be hostPath or secret",
+        ),
+        (
+            "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true\n",
+            "metrics.serviceMonitor.enabled needs metrics.enabled",
         ),
     ] {
         let file = tempfile::NamedTempFile::new().unwrap();

@@ -11,6 +11,7 @@ pub mod isolation;
 pub mod params;
 pub mod placement;
 pub mod quota;
+pub mod survey;
 #[cfg(test)]
 mod tests;
 

@@ -58,8 +58,9 @@ const ROUTINE: [&str; 6] = [
     "NodeGetInfo",
 ];
 
-/// Runs one RPC and logs method, volume, duration and outcome. Requests and
-/// their secrets are never logged.
+/// Runs one RPC, logs method, volume, duration and outcome, and records it
+/// in the metrics (method and code). Requests and their secrets are never
+/// logged.
 pub async fn observe<T>(
     method: &'static str,
     volume: &str,
@@ -67,7 +68,13 @@ pub async fn observe<T>(
 ) -> Result<T, Status> {
     let started = Instant::now();
     let result = rpc.await;
-    let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let took = started.elapsed();
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    crate::metrics::record_rpc(method, code, took);
+    let duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     let volume: String = volume.chars().take(128).collect();
     match &result {
         Ok(_) if ROUTINE.contains(&method) => {

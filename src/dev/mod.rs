@@ -21,6 +21,8 @@ pub use cluster::{ClusterDescription, DevCluster};
 pub async fn run(args: DevArgs) -> AppResult<()> {
     // Bad settings are refused before a cluster is made for nothing.
     wiring::isolation(&args.isolation)?;
+    // One process, one registry: dev serves the metrics of both halves.
+    let metrics = wiring::serve_metrics(&args.metrics).await?;
     let mut cluster = DevCluster::start(
         &args.state_dir,
         usize::from(args.nodes),
@@ -28,14 +30,14 @@ pub async fn run(args: DevArgs) -> AppResult<()> {
         &args.gluster_cli,
     )
     .await?;
-    let served = serve(&args, &mut cluster).await;
+    let served = serve(&args, &mut cluster, metrics).await;
     tracing::info!("dev cluster: tearing down");
     cluster.teardown().await;
     tracing::info!("dev cluster: gone");
     served
 }
 
-async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
+async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppResult<()> {
     let description = cluster.description.clone();
     let token = description.brick_agent_token.clone();
     let agent_token = AgentToken::require(Some(&token), "dev")?;
@@ -72,6 +74,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
                 token.clone(),
                 // Dev bricks live under the state directory, on whatever file system holds it.
                 "--allow-root-filesystem-bricks".to_string(),
+                "--volume-metrics-interval-seconds".to_string(),
+                args.volume_metrics_interval_seconds.to_string(),
             ])
             .chain(args.isolation.to_flags()),
     )?
@@ -105,6 +109,11 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     };
     let provisioner = wiring::provisioner(&controller_args, true)?;
     let node = wiring::node(&node_args).await?;
+    let survey = wiring::survey_volumes(
+        metrics,
+        provisioner.clone(),
+        controller_args.volume_metrics_interval_seconds,
+    );
     let volumes = node.volumes.clone();
     let watcher = tokio::spawn(crate::node::watch::run(volumes.clone(), node.watch.clone()));
 
@@ -148,6 +157,10 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster) -> AppResult<()> {
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
     watcher.abort();
+    // Before the cluster goes, which it would count as failed surveys.
+    if let Some(survey) = survey {
+        survey.abort();
+    }
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::error::{self, GlusterError};
-use super::transport::{CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli};
+use super::transport::{
+    CliArg, CliCommand, CliTransport, GlusterdAddress, OneShotCli, RecordedTransport,
+};
 use super::version::OpVersions;
 use super::xml::{self, Envelope};
 use super::{BrickHeal, BrickState, Glusterd, NewVolume, Peer, VolumeClients, VolumeInfo};
@@ -91,7 +93,7 @@ impl GlusterCli {
         retry: LockRetry,
     ) -> Self {
         GlusterCli {
-            transport,
+            transport: Arc::new(RecordedTransport::new(transport)),
             program: program.into(),
             server_name,
             lone_name: None,
@@ -187,11 +189,11 @@ impl GlusterCli {
         }
         let mut last_error = None;
         for peer in peers.iter().filter(|p| !p.is_local && p.connected) {
-            let remote = OneShotCli::new(
+            let remote = RecordedTransport::new(Arc::new(OneShotCli::new(
                 self.program.clone(),
                 GlusterdAddress::RemoteHost(peer.hostname.clone()),
                 Duration::from_secs(10),
-            );
+            )));
             let command = CliCommand::new(vec![CliArg::new("pool")?, CliArg::new("list")?]);
             match remote
                 .run(&command)

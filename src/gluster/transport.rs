@@ -17,6 +17,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
 use super::error::{GlusterError, classify_cli_failure};
+use super::xml::Envelope;
+use crate::metrics::{self, GlusterOutcome};
 
 /// glusterd's management port, used to check that a remote glusterd answers.
 pub const GLUSTERD_PORT: u16 = 24007;
@@ -221,6 +223,47 @@ pub fn glfsheal_program() -> PathBuf {
     .into_iter()
     .find(|p| p.exists())
     .unwrap_or(debian)
+}
+
+/// Any transport, with each command it runs recorded in the metrics by
+/// command name, outcome and latency: [`super::GlusterCli`] runs every
+/// command (one-shot, session or ssh) through one.
+pub struct RecordedTransport(Arc<dyn CliTransport>);
+
+impl RecordedTransport {
+    pub fn new(transport: Arc<dyn CliTransport>) -> RecordedTransport {
+        RecordedTransport(transport)
+    }
+}
+
+#[async_trait]
+impl CliTransport for RecordedTransport {
+    async fn run(&self, command: &CliCommand) -> Result<String, GlusterError> {
+        let started = Instant::now();
+        let answer = self.0.run(command).await;
+        let took = started.elapsed();
+        let words: Vec<&str> = command.words.iter().map(CliArg::as_str).collect();
+        metrics::record_gluster_command(&words, outcome(command, &answer), took);
+        answer
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// Refused when glusterd answered `opRet` -1 (the CLI exits 0 even then);
+/// answers that are not a `<cliOutput>` envelope count as they came.
+fn outcome(command: &CliCommand, answer: &Result<String, GlusterError>) -> GlusterOutcome {
+    match answer {
+        Err(_) => GlusterOutcome::Error,
+        Ok(_) if !command.wants_xml() || command.standalone => GlusterOutcome::Ok,
+        Ok(text) => match Envelope::parse(&command.name, text) {
+            Ok(envelope) if envelope.failed() => GlusterOutcome::Refused,
+            Ok(_) => GlusterOutcome::Ok,
+            Err(_) => GlusterOutcome::Error,
+        },
+    }
 }
 
 /// One `gluster --mode=script --xml ...` process per command.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::staged::StagedRecord;
 use super::{NodeError, NodeVolumes, StageRequest, top_of};
+use crate::metrics::{self, HealOutcome};
 use crate::mount::{DeadFileSystem, PathState, RepairReport};
 
 /// What a heal did.
@@ -41,9 +42,28 @@ impl NodeVolumes {
         self.heal_locked(&request, record.dead).await
     }
 
-    /// [`NodeVolumes::heal`] with the staging path's lock held. `pending`:
-    /// dead file systems an earlier heal has not replaced yet.
+    /// [`NodeVolumes::heal`] with the staging path's lock held, counted in
+    /// the metrics by outcome. `pending`: dead file systems an earlier heal
+    /// has not replaced yet.
     pub(super) async fn heal_locked(
+        &self,
+        request: &StageRequest,
+        pending: Vec<DeadFileSystem>,
+    ) -> Result<Option<HealReport>, NodeError> {
+        let healed = self.mount_again(request, pending).await;
+        let outcome = match &healed {
+            Ok(None) => None,
+            Ok(Some(report)) if report.repair.failures.is_empty() => Some(HealOutcome::Healed),
+            Ok(Some(_)) => Some(HealOutcome::Partial),
+            Err(_) => Some(HealOutcome::Failed),
+        };
+        if let Some(outcome) = outcome {
+            metrics::record_mount_heal(outcome);
+        }
+        healed
+    }
+
+    async fn mount_again(
         &self,
         request: &StageRequest,
         pending: Vec<DeadFileSystem>,

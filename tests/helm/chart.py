@@ -23,6 +23,7 @@ users create the Secret themselves (docs/k3s-hyperconverged.md).
 import json
 import os
 import pathlib
+import re
 import sys
 
 import helm_python
@@ -93,14 +94,77 @@ def documents(directory):
 def validate(directory):
     problems = []
     count = 0
-    for name, doc in documents(directory):
+    docs = list(documents(directory))
+    for name, doc in docs:
         count += 1
+        if doc.get("apiVersion") in CUSTOM_RESOURCES:
+            # kubernetes-validate has no schemas for CRD kinds: checked here.
+            check = CUSTOM_RESOURCES[doc["apiVersion"]].get(doc.get("kind"))
+            if not check:
+                problems.append(f"{name}: no check for {doc['apiVersion']} {doc.get('kind')}")
+                continue
+            problems.extend(f"{name}: {doc['kind']} {doc['metadata']['name']}: {p}" for p in check(doc, [d for _, d in docs]))
+            continue
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as e:
                 problems.append(f"{name}: {doc['kind']} {doc['metadata']['name']} (k8s {version}): {e.message}")
     return {"objects": count, "problems": problems}
+
+
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
+
+
+def only_keys(what, mapping, allowed):
+    if not isinstance(mapping, dict):
+        return [f"{what} is not a mapping"]
+    return [f"{what}.{key} is not a field the check knows" for key in mapping if key not in allowed]
+
+
+def service_monitor_problems(doc, docs):
+    """The fields of monitoring.coreos.com/v1 ServiceMonitor the chart uses,
+    and that it selects a Service of this render by labels, in its
+    namespace, and scrapes a port that Service names."""
+    problems = only_keys("", doc, {"apiVersion", "kind", "metadata", "spec"})
+    metadata = doc.get("metadata", {})
+    problems += only_keys("metadata", metadata, {"name", "namespace", "labels"})
+    spec = doc.get("spec", {})
+    problems += only_keys("spec", spec, {"selector", "namespaceSelector", "endpoints"})
+    wanted = spec.get("selector", {}).get("matchLabels", {})
+    namespaces = spec.get("namespaceSelector", {}).get("matchNames", [metadata.get("namespace")])
+    services = [
+        d for d in docs
+        if d["kind"] == "Service"
+        and d["metadata"]["namespace"] in namespaces
+        and wanted
+        and all(d["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+    ]
+    if not services:
+        problems.append(f"selects no Service of this render ({wanted} in {namespaces})")
+    port_names = {p.get("name") for svc in services for p in svc["spec"].get("ports", [])}
+    endpoints = spec.get("endpoints") or []
+    if not endpoints:
+        problems.append("no endpoints")
+    for i, endpoint in enumerate(endpoints):
+        where = f"spec.endpoints[{i}]"
+        problems += only_keys(where, endpoint, {"port", "path", "interval", "scrapeTimeout", "relabelings"})
+        if endpoint.get("port") not in port_names:
+            problems.append(f"{where}.port {endpoint.get('port')} is no port of {[s['metadata']['name'] for s in services]}")
+        if not str(endpoint.get("path", "/metrics")).startswith("/"):
+            problems.append(f"{where}.path is not absolute")
+        for key in ("interval", "scrapeTimeout"):
+            if key in endpoint and not DURATION.match(str(endpoint[key])):
+                problems.append(f"{where}.{key} {endpoint[key]!r} is not a Prometheus duration")
+        for j, relabel in enumerate(endpoint.get("relabelings", [])):
+            problems += only_keys(f"{where}.relabelings[{j}]", relabel, {"sourceLabels", "targetLabel", "action", "regex", "replacement"})
+            if not relabel.get("targetLabel"):
+                problems.append(f"{where}.relabelings[{j}] has no targetLabel")
+    return problems
+
+
+# Kinds of CustomResourceDefinitions the chart may render, by API version.
+CUSTOM_RESOURCES = {"monitoring.coreos.com/v1": {"ServiceMonitor": service_monitor_problems}}
 
 
 def containers(directory):
@@ -185,6 +249,11 @@ def wiring(directory):
             elif address and mounted(c, volumes, address)[1] != socket_volume[1]:
                 problems.append(f"{where}/{name}: --csi-address is not the driver's socket volume")
         ports = {p["name"]: p["containerPort"] for p in driver.get("ports", [])}
+        if len(set(ports.values())) != len(ports):
+            problems.append(f"{where}: the driver's ports share a number: {ports}")
+        metrics = flag(args, "metrics-listen")
+        if (int(metrics.rsplit(":", 1)[1]) if metrics else None) != ports.get("metrics"):
+            problems.append(f"{where}: --metrics-listen {metrics} is not the metrics port {ports.get('metrics')}")
         probe = containers.get("liveness-probe")
         health = flag(probe["args"], "http-endpoint") if probe else None
         if not health or int(health.rsplit(":", 1)[1]) != ports.get("healthz"):

@@ -42,3 +42,13 @@ of its required terms (ANDed), or as the only term. */}}
 {{- $_ := set $affinity "nodeAffinity" $nodeAffinity }}
 {{- toYaml $affinity }}
 {{- end }}
+
+{{/* --metrics-listen for port .port, when metrics are on. */}}
+{{- define "glusterfs-csi.metricsListen" -}}
+{{- $address := .root.Values.metrics.listenAddress }}
+{{- if contains ":" $address }}
+- --metrics-listen=[{{ $address }}]:{{ .port }}
+{{- else }}
+- --metrics-listen={{ $address }}:{{ .port }}
+{{- end }}
+{{- end }}
