@@ -267,7 +267,10 @@ async fn metrics_count_the_rpcs_made_and_the_gluster_work_behind_them() {
     while seen
         .label_sets("glusterfs_csi_volume_bricks_down")
         .iter()
-        .all(|l| !l.iter().any(|(k, v)| k == "volume" && *v == volume.volume_id))
+        .all(|l| {
+            !l.iter()
+                .any(|(k, v)| k == "volume" && *v == volume.volume_id)
+        })
     {
         assert!(std::time::Instant::now() < deadline, "{seen:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -307,7 +310,8 @@ async fn metrics_count_the_rpcs_made_and_the_gluster_work_behind_them() {
     let done = scrape(addr).await;
     // The deleted volume's health series went with it.
     assert!(
-        done.label_sets("glusterfs_csi_volume_bricks_down").is_empty(),
+        done.label_sets("glusterfs_csi_volume_bricks_down")
+            .is_empty(),
         "{done:?}"
     );
     // Families appear with their first sample (the per-volume health gauges

@@ -505,6 +505,9 @@ mod tests {
         fn describe(&self) -> String {
             "canned".into()
         }
+        async fn heal_summary(&self, _: &CliArg) -> Result<String, GlusterError> {
+            Ok(self.0.clone())
+        }
     }
 
     #[tokio::test]

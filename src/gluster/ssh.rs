@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::error::{GlusterError, classify_cli_failure};
-use super::transport::{CliCommand, CliTransport};
+use super::transport::{CliArg, CliCommand, CliTransport, heal_summary_command};
 use crate::names::is_host_name;
 
 /// ssh exits with 255 when ssh itself failed (connect, auth, host key).
@@ -269,6 +269,12 @@ impl CliTransport for SshCli {
             target: format!("every ssh server ({})", servers.join(", ")),
             detail: failures.join("; "),
         })
+    }
+
+    /// On a server, the CLI's `volume heal V info summary` finds glusterd's
+    /// own socket (ssh-command allows exactly that shape).
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
+        self.run(&heal_summary_command(volume)?).await
     }
 
     fn describe(&self) -> String {

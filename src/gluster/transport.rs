@@ -191,12 +191,12 @@ pub trait CliTransport: Send + Sync {
     async fn run(&self, command: &CliCommand) -> Result<String, GlusterError>;
     /// Where commands go, for messages.
     fn describe(&self) -> String;
-    /// glfsheal's `info-summary` XML for a volume. By default the CLI's
-    /// `volume heal V info summary`, which runs glfsheal against glusterd's
-    /// default socket (right on a server, over ssh).
-    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
-        self.run(&heal_summary_command(volume)?).await
-    }
+    /// glfsheal's `info-summary` XML for a volume. On a server (over ssh)
+    /// the CLI's `volume heal V info summary` does, which runs glfsheal
+    /// against glusterd's default socket; against another socket glfsheal
+    /// must be run directly. No default: a transport that wraps another
+    /// must pass it on, not fall back to the CLI.
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError>;
 }
 
 /// `volume heal V info summary`; the CLI prints glfsheal's XML as its own.
@@ -244,6 +244,16 @@ impl CliTransport for RecordedTransport {
         let took = started.elapsed();
         let words: Vec<&str> = command.words.iter().map(CliArg::as_str).collect();
         metrics::record_gluster_command(&words, outcome(command, &answer), took);
+        answer
+    }
+
+    async fn heal_summary(&self, volume: &CliArg) -> Result<String, GlusterError> {
+        let started = Instant::now();
+        let answer = self.0.heal_summary(volume).await;
+        let took = started.elapsed();
+        let command = heal_summary_command(volume)?;
+        let words: Vec<&str> = command.words.iter().map(CliArg::as_str).collect();
+        metrics::record_gluster_command(&words, outcome(&command, &answer), took);
         answer
     }
 
@@ -551,6 +561,34 @@ fn timeout(command: &CliCommand, limit: Duration) -> GlusterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers commands and heal summaries differently.
+    struct TwoAnswers;
+
+    #[async_trait]
+    impl CliTransport for TwoAnswers {
+        async fn run(&self, _: &CliCommand) -> Result<String, GlusterError> {
+            Ok("from the CLI".into())
+        }
+        fn describe(&self) -> String {
+            "two answers".into()
+        }
+        async fn heal_summary(&self, _: &CliArg) -> Result<String, GlusterError> {
+            Ok("from glfsheal".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_metrics_wrapper_passes_heal_summaries_on() {
+        // It once fell back to the CLI's `volume heal`, which ignores the
+        // socket glfsheal must be told.
+        let recorded = RecordedTransport::new(Arc::new(TwoAnswers));
+        let volume = CliArg::new("csi-pvc-1").unwrap();
+        assert_eq!(
+            recorded.heal_summary(&volume).await.unwrap(),
+            "from glfsheal"
+        );
+    }
 
     #[test]
     fn cli_args_are_plain_words() {
