@@ -109,18 +109,29 @@ fn raw_gluster(socket: &Path, words: &[&str]) {
     gluster(socket, words).unwrap_or_else(|e| panic!("gluster {words:?}: {e}"));
 }
 
-/// `gluster volume create <name> replica 3 ... force` then `volume start`.
-fn raw_create_and_start(driver: &DevDriver, name: &str) -> Duration {
-    let socket = &driver.cluster.servers[0].glusterd_socket;
-    let bricks: Vec<String> = driver
+/// `host:path` of each brick of a replica 3 volume of the dev cluster.
+fn brick_words(driver: &DevDriver, name: &str) -> Vec<String> {
+    driver
         .cluster
         .addresses()
         .iter()
         .map(|s| format!("{s}:{}", driver.brick_dir(s, name).display()))
-        .collect();
+        .collect()
+}
+
+/// `volume create <name> replica 3 <bricks> force`.
+fn create_words<'a>(name: &'a str, bricks: &'a [String]) -> Vec<&'a str> {
     let mut create = vec!["volume", "create", name, "replica", "3"];
     create.extend(bricks.iter().map(String::as_str));
     create.push("force");
+    create
+}
+
+/// `gluster volume create <name> replica 3 ... force` then `volume start`.
+fn raw_create_and_start(driver: &DevDriver, name: &str) -> Duration {
+    let socket = &driver.cluster.servers[0].glusterd_socket;
+    let bricks = brick_words(driver, name);
+    let create = create_words(name, &bricks);
     let started = Instant::now();
     raw_gluster(socket, &create);
     raw_gluster(socket, &["volume", "start", name]);
@@ -196,15 +207,8 @@ const SIZE_SAMPLES: usize = 5;
 /// (glusterd refuses it before the first start), limit-usage.
 fn raw_enforced(driver: &DevDriver, name: &str) -> [Duration; 6] {
     let socket = &driver.cluster.servers[0].glusterd_socket;
-    let bricks: Vec<String> = driver
-        .cluster
-        .addresses()
-        .iter()
-        .map(|s| format!("{s}:{}", driver.brick_dir(s, name).display()))
-        .collect();
-    let mut create = vec!["volume", "create", name, "replica", "3"];
-    create.extend(bricks.iter().map(String::as_str));
-    create.push("force");
+    let bricks = brick_words(driver, name);
+    let create = create_words(name, &bricks);
     let steps: [Vec<&str>; 6] = [
         create,
         vec![

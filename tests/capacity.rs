@@ -91,15 +91,7 @@ async fn a_size_is_enforced_and_grows_under_a_live_mount() {
 
     // The pod sees the size, not the brick disk.
     assert_eq!(statvfs_bytes(&target), 10 * MIB);
-    let stats = node
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: volume.volume_id.clone(),
-            volume_path: target.to_string_lossy().into_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = volume_stats(&mut node, &volume, &target).await;
     assert_eq!(stats.usage[0].total, (10 * MIB) as i64);
 
     // 50 MiB into 10: EDQUOT, after at most the documented overshoot.

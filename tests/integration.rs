@@ -1013,15 +1013,7 @@ async fn node_publish_rules_and_dead_mount_healing() {
     wait_until(std::time::Duration::from_secs(10), || {
         std::fs::metadata(&rw).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN)
     });
-    let stats = node
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: volume.volume_id.clone(),
-            volume_path: rw.to_string_lossy().into_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = volume_stats(&mut node, &volume, &rw).await;
     let condition = stats.volume_condition.unwrap();
     assert!(condition.abnormal, "{condition:?}");
     assert!(

@@ -302,21 +302,8 @@ impl CliTransport for OneShotCli {
             cli.arg("--xml");
         }
         cli.arg(self.address.cli_flag())
-            .args(command.words.iter().map(CliArg::as_str))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(self.timeout, cli.output())
-            .await
-            .map_err(|_| timeout(command, self.timeout))?
-            .map_err(GlusterError::Spawn)?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if stdout.contains(command.end_tag) {
-            return Ok(stdout.into_owned());
-        }
-        let text = format!("{}{}", stdout, String::from_utf8_lossy(&output.stderr));
-        Err(classify_cli_failure(&command.name, &self.address, &text))
+            .args(command.words.iter().map(CliArg::as_str));
+        self.answer(command, cli).await
     }
 
     fn describe(&self) -> String {
@@ -333,16 +320,29 @@ impl CliTransport for OneShotCli {
         let mut heal = Command::new(glfsheal_program());
         heal.arg(volume.as_str())
             .args(["info-summary", "--xml", "glusterd-sock"])
-            .arg(socket)
+            .arg(socket);
+        self.answer(&command, heal).await
+    }
+}
+
+impl OneShotCli {
+    /// Runs `program` (the CLI or glfsheal) within the timeout; its answer
+    /// is whatever it printed up to the command's end tag, whatever its exit
+    /// status (both exit non-zero on failures they also report in the XML).
+    async fn answer(
+        &self,
+        command: &CliCommand,
+        mut program: Command,
+    ) -> Result<String, GlusterError> {
+        program
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let output = tokio::time::timeout(self.timeout, heal.output())
+        let output = tokio::time::timeout(self.timeout, program.output())
             .await
-            .map_err(|_| timeout(&command, self.timeout))?
+            .map_err(|_| timeout(command, self.timeout))?
             .map_err(GlusterError::Spawn)?;
-        // glfsheal exits non-zero on failures it also reports in the XML.
         let stdout = String::from_utf8_lossy(&output.stdout);
         if stdout.contains(command.end_tag) {
             return Ok(stdout.into_owned());

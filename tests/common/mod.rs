@@ -567,3 +567,19 @@ pub async fn gluster_release() -> glusterfs_csi::gluster::version::Release {
         .await
         .unwrap()
 }
+
+/// NodeGetVolumeStats of a volume at `path`, as the kubelet asks it.
+pub async fn volume_stats(
+    node: &mut NodeClient<Channel>,
+    volume: &Volume,
+    path: &Path,
+) -> NodeGetVolumeStatsResponse {
+    node.node_get_volume_stats(NodeGetVolumeStatsRequest {
+        volume_id: volume.volume_id.clone(),
+        volume_path: path.to_string_lossy().into_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
