@@ -63,8 +63,11 @@ pub struct VolumeClients {
     pub hosts: BTreeSet<String>,
 }
 
-/// Kinds of client that are gluster's own daemons, not users of the data.
-const GLUSTER_DAEMONS: [&str; 7] = [
+/// Kinds of client that are gluster's own daemons and tools, not users of
+/// the data (`gfapi.glfsheal`: the heal summary the controller itself reads
+/// for volume health; seen connected under 11.1 when a delete followed it).
+const GLUSTER_DAEMONS: [&str; 8] = [
+    "gfapi.glfsheal",
     "glustershd",
     "quotad",
     "snapd",
@@ -315,5 +318,25 @@ impl Capture {
     pub fn envelope(&self, name: &str) -> xml::Envelope {
         xml::Envelope::parse("test", &self.fixture(name))
             .unwrap_or_else(|e| panic!("{} {name}: {e}", self.release))
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[test]
+    fn gluster_daemons_and_the_heal_reader_are_not_users() {
+        let clients = VolumeClients {
+            kinds: BTreeMap::from([
+                ("fuse".to_string(), 1),
+                ("gfapi.glfsheal".to_string(), 2),
+                ("glustershd".to_string(), 3),
+                ("quotad".to_string(), 3),
+                ("gfapi".to_string(), 0),
+            ]),
+            hosts: BTreeSet::new(),
+        };
+        assert_eq!(clients.users(), BTreeMap::from([("fuse", 1)]));
     }
 }

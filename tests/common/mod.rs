@@ -583,3 +583,26 @@ pub async fn volume_stats(
     .unwrap()
     .into_inner()
 }
+
+/// DeleteVolume retried on FAILED_PRECONDITION for up to 30 s, as the
+/// external-provisioner retries it: under load, glusterfs 11.1 can still
+/// list the FUSE client of a volume unstaged a moment ago for longer than
+/// the controller waits (seen in tests/gluster11.rs).
+pub async fn delete_as_the_provisioner_does(
+    controller: &mut ControllerClient<Channel>,
+    volume: &Volume,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match controller
+            .delete_volume(delete_volume_request(volume))
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.code() == tonic::Code::FailedPrecondition && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("DeleteVolume {}: {e:?}", volume.volume_id),
+        }
+    }
+}
