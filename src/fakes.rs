@@ -20,7 +20,7 @@ use crate::gluster::{
     VolumeInfo, VolumeLookup, VolumeStatus,
 };
 use crate::mount::{
-    DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
+    BrickLink, DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
     RepairReport, ReplacedMount,
 };
 use crate::names::VolumeName;
@@ -654,6 +654,8 @@ struct MountState {
     /// Mounts that report success but leave nothing mounted, as when the
     /// servers refuse the client just after mount.glusterfs returns.
     vanishing_mounts: u32,
+    /// What every client says of its bricks; None: no meta translator.
+    brick_links: Option<Vec<BrickLink>>,
 }
 
 impl MountState {
@@ -693,6 +695,12 @@ impl FakeMounter {
     /// The next `count` gluster mounts succeed but leave nothing mounted.
     pub fn vanish_next_mounts(&self, count: u32) {
         self.state.lock().unwrap().vanishing_mounts = count;
+    }
+
+    /// What the clients' meta translators say of their bricks from now on
+    /// (None: they have no meta translator to ask).
+    pub fn set_brick_links(&self, links: Option<Vec<BrickLink>>) {
+        self.state.lock().unwrap().brick_links = links;
     }
 
     pub fn mount_foreign(&self, path: &Path) {
@@ -867,6 +875,15 @@ impl Mounter for FakeMounter {
         })
     }
 
+    fn brick_links(&self, mount: &Path, _: &str) -> Result<Vec<BrickLink>, MountError> {
+        self.state
+            .lock()
+            .unwrap()
+            .brick_links
+            .clone()
+            .ok_or_else(|| MountError::io("listing", mount)(std::io::ErrorKind::NotFound.into()))
+    }
+
     fn check_ready(&self) -> Result<(), String> {
         Ok(())
     }
@@ -942,6 +959,12 @@ impl Mounter for RefusingMounter {
 
     fn usage(&self, _: &Path) -> Result<FsUsage, MountError> {
         Ok(FsUsage::default())
+    }
+
+    fn brick_links(&self, mount: &Path, _: &str) -> Result<Vec<BrickLink>, MountError> {
+        Err(MountError::io("listing", mount)(
+            std::io::ErrorKind::NotFound.into(),
+        ))
     }
 
     fn check_ready(&self) -> Result<(), String> {
