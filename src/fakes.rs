@@ -656,6 +656,9 @@ struct MountState {
     vanishing_mounts: u32,
     /// What every client says of its bricks; None: no meta translator.
     brick_links: Option<Vec<BrickLink>>,
+    /// Reads of the meta translator wait for this lock, as on a hung client.
+    meta_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    meta_reads: u32,
 }
 
 impl MountState {
@@ -701,6 +704,18 @@ impl FakeMounter {
     /// (None: they have no meta translator to ask).
     pub fn set_brick_links(&self, links: Option<Vec<BrickLink>>) {
         self.state.lock().unwrap().brick_links = links;
+    }
+
+    /// Reads of the meta translator hang while the returned lock is held.
+    pub fn gate_meta_reads(&self) -> Arc<tokio::sync::Mutex<()>> {
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        self.state.lock().unwrap().meta_gate = Some(Arc::clone(&gate));
+        gate
+    }
+
+    /// How many reads of the meta translator began.
+    pub fn meta_reads(&self) -> u32 {
+        self.state.lock().unwrap().meta_reads
     }
 
     pub fn mount_foreign(&self, path: &Path) {
@@ -876,6 +891,14 @@ impl Mounter for FakeMounter {
     }
 
     fn brick_links(&self, mount: &Path, _: &str) -> Result<Vec<BrickLink>, MountError> {
+        let gate = {
+            let mut state = self.state.lock().unwrap();
+            state.meta_reads += 1;
+            state.meta_gate.clone()
+        };
+        if let Some(gate) = gate {
+            drop(gate.blocking_lock());
+        }
         self.state
             .lock()
             .unwrap()

@@ -13,7 +13,7 @@ pub mod staged;
 mod tests;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,6 +108,9 @@ pub struct NodeVolumes {
     staged: StagedVolumes,
     /// Staging, unstaging and healing of one staging path, one at a time.
     staging_locks: PathLocks,
+    /// FUSE clients (by device) whose meta translator is being read: a
+    /// hung client holds one blocked thread, never one per RPC.
+    client_reads: Arc<Mutex<HashSet<String>>>,
 }
 
 impl NodeVolumes {
@@ -132,6 +135,7 @@ impl NodeVolumes {
             config,
             staged,
             staging_locks: PathLocks::default(),
+            client_reads: Arc::default(),
         })
     }
 
@@ -418,7 +422,7 @@ impl NodeVolumes {
         let Some(volume) = top.gluster_volume().and_then(|v| v.split('/').next()) else {
             return Ok(VolumeHealth::Healthy(usage));
         };
-        Ok(match self.client_view(path, volume).await {
+        Ok(match self.client_view(path, &top.device, volume).await {
             Some(message) => VolumeHealth::Degraded(usage, message),
             None => VolumeHealth::Healthy(usage),
         })
@@ -427,10 +431,26 @@ impl NodeVolumes {
     /// What is wrong as this node's FUSE client sees the bricks, read from
     /// its meta translator off the async runtime; None when all is well or
     /// when the client cannot say (no meta translator, no answer in time).
-    async fn client_view(&self, path: &Path, volume: &str) -> Option<String> {
+    async fn client_view(&self, path: &Path, device: &str, volume: &str) -> Option<String> {
+        let reads = Arc::clone(&self.client_reads);
+        if !reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device.to_string())
+        {
+            tracing::debug!(path = %path.display(), "an earlier read of the gluster client's meta translator has not returned");
+            return None;
+        }
         let mounter = Arc::clone(&self.mounter);
-        let (mount, name) = (path.to_path_buf(), volume.to_string());
-        let read = tokio::task::spawn_blocking(move || mounter.brick_links(&mount, &name));
+        let (mount, device, name) = (path.to_path_buf(), device.to_string(), volume.to_string());
+        let read = tokio::task::spawn_blocking(move || {
+            let links = mounter.brick_links(&mount, &name);
+            reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&device);
+            links
+        });
         let links = match tokio::time::timeout(CLIENT_VIEW_LIMIT, read).await {
             Ok(Ok(Ok(links))) => links,
             Ok(Ok(Err(e))) => {

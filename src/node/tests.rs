@@ -644,3 +644,44 @@ async fn a_mount_that_reports_success_but_is_not_there_fails_the_stage() {
         "fuse.glusterfs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_client_view_keeps_the_plain_answer_and_one_thread() {
+    let f = fixture();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
+    f.mounter
+        .set_brick_links(Some(vec![link(0, false), link(1, true)]));
+    let gate = f.mounter.gate_meta_reads();
+    let hung = gate.lock().await;
+    let started = std::time::Instant::now();
+    for path in ["target", "staging", "target"] {
+        assert!(
+            matches!(
+                f.node.stats("csi-pvc-1", &f.path(path)).await.unwrap(),
+                VolumeHealth::Healthy(_)
+            ),
+            "{path}"
+        );
+    }
+    assert!(
+        started.elapsed() < CLIENT_VIEW_LIMIT * 2,
+        "one wait, not three"
+    );
+    assert_eq!(f.mounter.meta_reads(), 1, "one blocked read per client");
+    drop(hung);
+    let answered = std::time::Instant::now();
+    loop {
+        if let VolumeHealth::Degraded(_, message) =
+            f.node.stats("csi-pvc-1", &f.path("target")).await.unwrap()
+        {
+            assert!(message.contains("(1 of 2)"), "{message}");
+            break;
+        }
+        assert!(
+            answered.elapsed() < CLIENT_VIEW_LIMIT,
+            "the client answers again"
+        );
+        tokio::task::yield_now().await;
+    }
+}
