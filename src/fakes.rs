@@ -20,7 +20,7 @@ use crate::gluster::{
     VolumeInfo, VolumeLookup, VolumeStatus,
 };
 use crate::mount::{
-    DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
+    BrickLink, DeadFileSystem, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState,
     RepairReport, ReplacedMount,
 };
 use crate::names::VolumeName;
@@ -654,6 +654,11 @@ struct MountState {
     /// Mounts that report success but leave nothing mounted, as when the
     /// servers refuse the client just after mount.glusterfs returns.
     vanishing_mounts: u32,
+    /// What every client says of its bricks; None: no meta translator.
+    brick_links: Option<Vec<BrickLink>>,
+    /// Reads of the meta translator wait for this lock, as on a hung client.
+    meta_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    meta_reads: u32,
 }
 
 impl MountState {
@@ -693,6 +698,24 @@ impl FakeMounter {
     /// The next `count` gluster mounts succeed but leave nothing mounted.
     pub fn vanish_next_mounts(&self, count: u32) {
         self.state.lock().unwrap().vanishing_mounts = count;
+    }
+
+    /// What the clients' meta translators say of their bricks from now on
+    /// (None: they have no meta translator to ask).
+    pub fn set_brick_links(&self, links: Option<Vec<BrickLink>>) {
+        self.state.lock().unwrap().brick_links = links;
+    }
+
+    /// Reads of the meta translator hang while the returned lock is held.
+    pub fn gate_meta_reads(&self) -> Arc<tokio::sync::Mutex<()>> {
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        self.state.lock().unwrap().meta_gate = Some(Arc::clone(&gate));
+        gate
+    }
+
+    /// How many reads of the meta translator began.
+    pub fn meta_reads(&self) -> u32 {
+        self.state.lock().unwrap().meta_reads
     }
 
     pub fn mount_foreign(&self, path: &Path) {
@@ -867,6 +890,23 @@ impl Mounter for FakeMounter {
         })
     }
 
+    fn brick_links(&self, mount: &Path, _: &str) -> Result<Vec<BrickLink>, MountError> {
+        let gate = {
+            let mut state = self.state.lock().unwrap();
+            state.meta_reads += 1;
+            state.meta_gate.clone()
+        };
+        if let Some(gate) = gate {
+            drop(gate.blocking_lock());
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .brick_links
+            .clone()
+            .ok_or_else(|| MountError::io("listing", mount)(std::io::ErrorKind::NotFound.into()))
+    }
+
     fn check_ready(&self) -> Result<(), String> {
         Ok(())
     }
@@ -942,6 +982,12 @@ impl Mounter for RefusingMounter {
 
     fn usage(&self, _: &Path) -> Result<FsUsage, MountError> {
         Ok(FsUsage::default())
+    }
+
+    fn brick_links(&self, mount: &Path, _: &str) -> Result<Vec<BrickLink>, MountError> {
+        Err(MountError::io("listing", mount)(
+            std::io::ErrorKind::NotFound.into(),
+        ))
     }
 
     fn check_ready(&self) -> Result<(), String> {

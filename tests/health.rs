@@ -357,3 +357,50 @@ async fn capacity_follows_the_brick_roots_and_get_volume_knows_missing_volumes()
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
 }
+
+async fn node_condition(
+    driver: &DevDriver,
+    volume: &Volume,
+    path: &Path,
+) -> (VolumeCondition, usize) {
+    let stats = volume_stats(&mut driver.node(), volume, path).await;
+    (stats.volume_condition.unwrap(), stats.usage.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_stats_name_the_bricks_this_nodes_client_misses() {
+    let driver = DevDriver::start().await;
+    let (volume, name, staging, target) = mounted_volume(&driver).await;
+    for path in [&target, &staging] {
+        let (healthy, usage) = node_condition(&driver, &volume, path).await;
+        assert!(!healthy.abnormal, "{}", healthy.message);
+        assert_eq!(usage, 2, "bytes and inodes");
+    }
+
+    let brick = kill_brick(&driver, &name, 1);
+    wait_until(Duration::from_secs(30), || {
+        !client_connected(&target, &name, 1)
+    });
+    let named = format!(
+        "this node's gluster client is not connected to brick {}:{} (1 of 3)",
+        brick.host, brick.path
+    );
+    for path in [&target, &staging] {
+        let started = Instant::now();
+        let (down, usage) = node_condition(&driver, &volume, path).await;
+        eprintln!(
+            "NodeGetVolumeStats with a brick down: {} ms",
+            started.elapsed().as_millis()
+        );
+        assert!(down.abnormal);
+        assert!(down.message.contains(&named), "{}", down.message);
+        assert_eq!(usage, 2, "usage is still reported");
+    }
+
+    restart_bricks(&driver, &name, &target, &[1]);
+    await_true(Duration::from_secs(30), || async {
+        !node_condition(&driver, &volume, &target).await.0.abnormal
+    })
+    .await;
+    unpublish_and_unstage(&mut driver.node(), &volume, &staging, &target).await;
+}

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::validate::{self, invalid};
 use super::{begin, observe, status, unimplemented};
 use crate::in_flight::InFlight;
+use crate::mount::FsUsage;
 use crate::node::{MountOptions, NodeVolumes, PublishRequest, StageRequest, VolumeHealth};
 use crate::proto::csi::node_server::Node;
 use crate::proto::csi::node_service_capability::{Rpc, rpc};
@@ -165,34 +166,17 @@ impl Node for NodeService {
             let path = validate::path("volume_path", &req.volume_path).map_err(|e| {
                 Status::not_found(format!("volume {id} is not mounted there: {}", e.message()))
             })?;
-            let response = match self.volumes.stats(id, &path).map_err(status)? {
-                VolumeHealth::Healthy(usage) => NodeGetVolumeStatsResponse {
-                    usage: vec![
-                        VolumeUsage {
-                            available: bytes(usage.available_bytes),
-                            total: bytes(usage.total_bytes),
-                            used: bytes(usage.used_bytes),
-                            unit: volume_usage::Unit::Bytes as i32,
-                        },
-                        VolumeUsage {
-                            available: bytes(usage.free_inodes),
-                            total: bytes(usage.total_inodes),
-                            used: bytes(usage.used_inodes),
-                            unit: volume_usage::Unit::Inodes as i32,
-                        },
-                    ],
-                    volume_condition: Some(VolumeCondition {
-                        abnormal: false,
-                        message: "mounted and answering".into(),
-                    }),
-                },
-                VolumeHealth::Abnormal(message) => NodeGetVolumeStatsResponse {
-                    usage: Vec::new(),
-                    volume_condition: Some(VolumeCondition {
-                        abnormal: true,
-                        message,
-                    }),
-                },
+            let (usage, abnormal, message) =
+                match self.volumes.stats(id, &path).await.map_err(status)? {
+                    VolumeHealth::Healthy(usage) => {
+                        (Some(usage), false, "mounted and answering".into())
+                    }
+                    VolumeHealth::Degraded(usage, message) => (Some(usage), true, message),
+                    VolumeHealth::Abnormal(message) => (None, true, message),
+                };
+            let response = NodeGetVolumeStatsResponse {
+                usage: usage.map(usage_entries).unwrap_or_default(),
+                volume_condition: Some(VolumeCondition { abnormal, message }),
             };
             Ok(Response::new(response))
         })
@@ -238,4 +222,22 @@ impl Node for NodeService {
         })
         .await
     }
+}
+
+/// Bytes and inodes, as NodeGetVolumeStats reports them.
+fn usage_entries(usage: FsUsage) -> Vec<VolumeUsage> {
+    vec![
+        VolumeUsage {
+            available: bytes(usage.available_bytes),
+            total: bytes(usage.total_bytes),
+            used: bytes(usage.used_bytes),
+            unit: volume_usage::Unit::Bytes as i32,
+        },
+        VolumeUsage {
+            available: bytes(usage.free_inodes),
+            total: bytes(usage.total_inodes),
+            used: bytes(usage.used_inodes),
+            unit: volume_usage::Unit::Inodes as i32,
+        },
+    ]
 }

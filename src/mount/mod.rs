@@ -6,6 +6,7 @@
 //! one is still visible.
 
 mod fd;
+pub mod meta;
 pub mod mountinfo;
 pub mod paths;
 pub mod repair;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+pub use meta::BrickLink;
 pub use mountinfo::MountEntry;
 pub use paths::PathPolicy;
 pub use repair::{DeadFileSystem, RepairReport, ReplacedMount};
@@ -116,6 +118,9 @@ pub trait Mounter: Send + Sync {
     fn mount_table(&self) -> Result<Vec<MountEntry>, MountError>;
     fn path_state(&self, path: &Path) -> PathState;
     fn usage(&self, path: &Path) -> Result<FsUsage, MountError>;
+    /// The bricks of `volume` as the FUSE client behind `mount` sees them
+    /// (its meta translator). Blocks as long as that client does.
+    fn brick_links(&self, mount: &Path, volume: &str) -> Result<Vec<BrickLink>, MountError>;
     /// Ready to mount gluster volumes (mount.glusterfs and /dev/fuse).
     fn check_ready(&self) -> Result<(), String>;
 }

@@ -14,7 +14,7 @@ use super::paths::PathPolicy;
 use super::repair::{self, DeadFileSystem, RepairReport};
 use super::scope::FuseScope;
 use super::servers::answering_first;
-use super::{FsUsage, GlusterSource, MountError, Mounter, PathState};
+use super::{BrickLink, FsUsage, GlusterSource, MountError, Mounter, PathState};
 
 /// The helper `mount -t glusterfs` runs.
 pub const MOUNT_HELPER: &str = "/sbin/mount.glusterfs";
@@ -235,6 +235,10 @@ impl Mounter for SystemMounter {
             free_inodes: stats.files_free(),
             used_inodes: stats.files().saturating_sub(stats.files_free()),
         })
+    }
+
+    fn brick_links(&self, mount: &Path, volume: &str) -> Result<Vec<BrickLink>, MountError> {
+        super::meta::brick_links(mount, volume)
     }
 
     fn check_ready(&self) -> Result<(), String> {

@@ -13,14 +13,15 @@ pub mod staged;
 mod tests;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tonic::Code;
 
 use crate::gluster::{VolumeLookup, VolumeStatus};
-use crate::mount::{FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
+use crate::mount::{BrickLink, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
 use crate::names::VolumeName;
 use crate::volume_context::VolumeContext;
 pub use heal::HealReport;
@@ -92,8 +93,13 @@ pub struct PublishRequest {
 #[derive(Debug)]
 pub enum VolumeHealth {
     Healthy(FsUsage),
+    /// Mounted and answering, but this node's client misses some bricks.
+    Degraded(FsUsage, String),
     Abnormal(String),
 }
+
+/// How long NodeGetVolumeStats waits for the client's meta translator.
+const CLIENT_VIEW_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct NodeVolumes {
     mounter: Arc<dyn Mounter>,
@@ -102,6 +108,9 @@ pub struct NodeVolumes {
     staged: StagedVolumes,
     /// Staging, unstaging and healing of one staging path, one at a time.
     staging_locks: PathLocks,
+    /// FUSE clients (by device) whose meta translator is being read: a
+    /// hung client holds one blocked thread, never one per RPC.
+    client_reads: Arc<Mutex<HashSet<String>>>,
 }
 
 impl NodeVolumes {
@@ -126,6 +135,7 @@ impl NodeVolumes {
             config,
             staged,
             staging_locks: PathLocks::default(),
+            client_reads: Arc::default(),
         })
     }
 
@@ -375,7 +385,7 @@ impl NodeVolumes {
     }
 
     /// Usage of the volume mounted at `path`, or why it is unwell.
-    pub fn stats(&self, volume_id: &str, path: &Path) -> Result<VolumeHealth, NodeError> {
+    pub async fn stats(&self, volume_id: &str, path: &Path) -> Result<VolumeHealth, NodeError> {
         let not_found = || {
             NodeError::NotFound(format!(
                 "volume {volume_id} is not mounted at {}",
@@ -404,10 +414,59 @@ impl NodeVolumes {
                 path.display()
             )));
         }
-        match self.mounter.usage(path) {
-            Ok(usage) => Ok(VolumeHealth::Healthy(usage)),
-            Err(e) => Ok(VolumeHealth::Abnormal(e.to_string())),
+        let usage = match self.mounter.usage(path) {
+            Ok(usage) => usage,
+            Err(e) => return Ok(VolumeHealth::Abnormal(e.to_string())),
+        };
+        // A subdirectory mount (`vol/dir`) has the volume's translators.
+        let Some(volume) = top.gluster_volume().and_then(|v| v.split('/').next()) else {
+            return Ok(VolumeHealth::Healthy(usage));
+        };
+        Ok(match self.client_view(path, &top.device, volume).await {
+            Some(message) => VolumeHealth::Degraded(usage, message),
+            None => VolumeHealth::Healthy(usage),
+        })
+    }
+
+    /// What is wrong as this node's FUSE client sees the bricks, read from
+    /// its meta translator off the async runtime; None when all is well or
+    /// when the client cannot say (no meta translator, no answer in time).
+    async fn client_view(&self, path: &Path, device: &str, volume: &str) -> Option<String> {
+        let reads = Arc::clone(&self.client_reads);
+        if !reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device.to_string())
+        {
+            tracing::debug!(path = %path.display(), "an earlier read of the gluster client's meta translator has not returned");
+            return None;
         }
+        let mounter = Arc::clone(&self.mounter);
+        let (mount, device, name) = (path.to_path_buf(), device.to_string(), volume.to_string());
+        let read = tokio::task::spawn_blocking(move || {
+            let links = mounter.brick_links(&mount, &name);
+            reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&device);
+            links
+        });
+        let links = match tokio::time::timeout(CLIENT_VIEW_LIMIT, read).await {
+            Ok(Ok(Ok(links))) => links,
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(path = %path.display(), error = %e, "no gluster client view");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(path = %path.display(), error = %e, "no gluster client view");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(path = %path.display(), limit_s = CLIENT_VIEW_LIMIT.as_secs(), "the gluster client's meta translator did not answer");
+                return None;
+            }
+        };
+        disconnected_message(&links)
     }
 
     fn top_mount(&self, path: &Path) -> Result<Option<MountEntry>, NodeError> {
@@ -614,5 +673,34 @@ fn default_client_log(mount_point: &Path) -> PathBuf {
     Path::new("/var/log/glusterfs").join(format!(
         "{}.log",
         name.trim_start_matches('/').replace('/', "-")
+    ))
+}
+
+/// The condition message when this node's client misses some bricks.
+fn disconnected_message(links: &[BrickLink]) -> Option<String> {
+    let missing: Vec<String> = links
+        .iter()
+        .filter(|l| !l.connected)
+        .map(|l| format!("{}:{}", l.host, l.path))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let noun = if missing.len() == 1 {
+        "brick"
+    } else {
+        "bricks"
+    };
+    let served = if missing.len() < links.len() {
+        "data is served by the others"
+    } else {
+        "no brick answers this node"
+    };
+    Some(format!(
+        "this node's gluster client is not connected to {noun} {} ({} of {}); {served}; \
+         see docs/troubleshooting.md#volume-health",
+        missing.join(", "),
+        missing.len(),
+        links.len()
     ))
 }

@@ -167,15 +167,17 @@ async fn dead_client_is_reported_and_healed_by_staging_again() {
     f.stage("csi-pvc-1").await;
     f.publish("target").await;
     f.mounter.kill_client(&f.path("staging"));
-    match f.node.stats("csi-pvc-1", &f.path("target")).unwrap() {
+    match f.node.stats("csi-pvc-1", &f.path("target")).await.unwrap() {
         VolumeHealth::Abnormal(message) => assert!(message.contains("not connected"), "{message}"),
-        VolumeHealth::Healthy(_) => panic!("a dead mount is not healthy"),
+        VolumeHealth::Healthy(_) | VolumeHealth::Degraded(..) => {
+            panic!("a dead mount has no usage")
+        }
     }
     f.stage("csi-pvc-1").await;
     // The target was put back by the heal: publishing again changes nothing.
     f.publish("target").await;
     assert!(matches!(
-        f.node.stats("csi-pvc-1", &f.path("target")).unwrap(),
+        f.node.stats("csi-pvc-1", &f.path("target")).await.unwrap(),
         VolumeHealth::Healthy(_)
     ));
     let calls = f.mounter.calls();
@@ -196,7 +198,7 @@ async fn publish_heals_a_dead_staging_mount_before_binding() {
     for target in ["first", "second"] {
         assert!(
             matches!(
-                f.node.stats("csi-pvc-1", &f.path(target)).unwrap(),
+                f.node.stats("csi-pvc-1", &f.path(target)).await.unwrap(),
                 VolumeHealth::Healthy(_)
             ),
             "{target} serves the fresh mount"
@@ -240,7 +242,10 @@ async fn a_heal_that_cannot_mount_again_is_finished_later_even_after_a_restart()
         .expect("healed");
     assert_eq!(report.repair.replaced.len(), 1, "{report:?}");
     assert!(matches!(
-        restarted.stats("csi-pvc-1", &f.path("target")).unwrap(),
+        restarted
+            .stats("csi-pvc-1", &f.path("target"))
+            .await
+            .unwrap(),
         VolumeHealth::Healthy(_)
     ));
     assert!(
@@ -358,18 +363,80 @@ async fn staging_records_follow_the_mounts_across_restarts() {
 #[tokio::test]
 async fn stats_only_for_the_volume_mounted_there() {
     let f = fixture();
-    let err = f.node.stats("csi-pvc-1", &f.path("nowhere")).unwrap_err();
+    let err = f
+        .node
+        .stats("csi-pvc-1", &f.path("nowhere"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     f.stage("csi-pvc-1").await;
     f.publish("target").await;
-    let err = f.node.stats("csi-pvc-2", &f.path("target")).unwrap_err();
+    let err = f
+        .node
+        .stats("csi-pvc-2", &f.path("target"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "another volume's id");
     std::fs::create_dir_all(f.path("plain")).unwrap();
-    let err = f.node.stats("csi-pvc-1", &f.path("plain")).unwrap_err();
+    let err = f
+        .node
+        .stats("csi-pvc-1", &f.path("plain"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "not a mount");
-    match f.node.stats("csi-pvc-1", &f.path("target")).unwrap() {
+    match f.node.stats("csi-pvc-1", &f.path("target")).await.unwrap() {
         VolumeHealth::Healthy(usage) => assert_eq!(usage.used_bytes, 40),
-        VolumeHealth::Abnormal(m) => panic!("{m}"),
+        VolumeHealth::Degraded(_, m) | VolumeHealth::Abnormal(m) => panic!("{m}"),
+    }
+}
+
+fn link(index: u32, connected: bool) -> BrickLink {
+    BrickLink {
+        index,
+        host: format!("10.0.0.{}", index + 1),
+        path: format!("/bricks/b{index}"),
+        connected,
+    }
+}
+
+#[tokio::test]
+async fn stats_name_the_bricks_this_nodes_client_misses() {
+    let f = fixture();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
+    let target = f.path("target");
+    let stats = || f.node.stats("csi-pvc-1", &target);
+    // No meta translator to ask: today's answer.
+    assert!(matches!(stats().await.unwrap(), VolumeHealth::Healthy(_)));
+    f.mounter
+        .set_brick_links(Some(vec![link(0, true), link(1, true), link(2, true)]));
+    assert!(matches!(stats().await.unwrap(), VolumeHealth::Healthy(_)));
+
+    f.mounter
+        .set_brick_links(Some(vec![link(0, true), link(1, false), link(2, true)]));
+    match stats().await.unwrap() {
+        VolumeHealth::Degraded(usage, message) => {
+            assert_eq!(usage.used_bytes, 40, "usage still reported");
+            assert_eq!(
+                message,
+                "this node's gluster client is not connected to brick 10.0.0.2:/bricks/b1 \
+                 (1 of 3); data is served by the others; see \
+                 docs/troubleshooting.md#volume-health"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    f.mounter
+        .set_brick_links(Some(vec![link(0, false), link(1, false), link(2, false)]));
+    match stats().await.unwrap() {
+        VolumeHealth::Degraded(_, message) => assert!(
+            message.contains(
+                "bricks 10.0.0.1:/bricks/b0, 10.0.0.2:/bricks/b1, 10.0.0.3:/bricks/b2 \
+                 (3 of 3); no brick answers this node"
+            ),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -576,4 +643,45 @@ async fn a_mount_that_reports_success_but_is_not_there_fails_the_stage() {
         node.top_mount(&staging).unwrap().unwrap().fs_type,
         "fuse.glusterfs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_client_view_keeps_the_plain_answer_and_one_thread() {
+    let f = fixture();
+    f.stage("csi-pvc-1").await;
+    f.publish("target").await;
+    f.mounter
+        .set_brick_links(Some(vec![link(0, false), link(1, true)]));
+    let gate = f.mounter.gate_meta_reads();
+    let hung = gate.lock().await;
+    let started = std::time::Instant::now();
+    for path in ["target", "staging", "target"] {
+        assert!(
+            matches!(
+                f.node.stats("csi-pvc-1", &f.path(path)).await.unwrap(),
+                VolumeHealth::Healthy(_)
+            ),
+            "{path}"
+        );
+    }
+    assert!(
+        started.elapsed() < CLIENT_VIEW_LIMIT * 2,
+        "one wait, not three"
+    );
+    assert_eq!(f.mounter.meta_reads(), 1, "one blocked read per client");
+    drop(hung);
+    let answered = std::time::Instant::now();
+    loop {
+        if let VolumeHealth::Degraded(_, message) =
+            f.node.stats("csi-pvc-1", &f.path("target")).await.unwrap()
+        {
+            assert!(message.contains("(1 of 2)"), "{message}");
+            break;
+        }
+        assert!(
+            answered.elapsed() < CLIENT_VIEW_LIMIT,
+            "the client answers again"
+        );
+        tokio::task::yield_now().await;
+    }
 }
