@@ -108,10 +108,7 @@ impl Stage {
             )
             .await;
             assert!(mounts_at(&self.staging(volume)).is_empty());
-            controller
-                .delete_volume(delete_volume_request(volume))
-                .await
-                .unwrap();
+            delete_as_the_provisioner_does(&mut controller, volume).await;
         }
     }
 }

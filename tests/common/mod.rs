@@ -585,9 +585,10 @@ pub async fn volume_stats(
 }
 
 /// DeleteVolume retried on FAILED_PRECONDITION for up to 30 s, as the
-/// external-provisioner retries it: under load, glusterfs 11.1 can still
-/// list the FUSE client of a volume unstaged a moment ago for longer than
-/// the controller waits (seen in tests/gluster11.rs).
+/// external-provisioner retries it: under load, glusterd can still list the
+/// FUSE client of a volume unstaged a moment ago for longer than the
+/// controller waits (seen with 11.1 in tests/gluster11.rs, and with 10.3
+/// after the survival drill's heal, since volumes have quota).
 pub async fn delete_as_the_provisioner_does(
     controller: &mut ControllerClient<Channel>,
     volume: &Volume,
