@@ -120,7 +120,9 @@ for a in "$BLOCK.1" "$BLOCK.2" "$BLOCK.3" "$CLIENT_ADDR"; do
     added+=("$a")
 done
 
-rm -rf "$ROOT/tmp/tb" "$ROOT/tmp/bx" "$ROOT/tmp/tlsx" "$ROOT/var/run/gluster"
+# $ROOT/run, never $ROOT/var/run: that is a symlink to /run, which outside
+# the chroot is the host's (rm -rf through it once removed the host's /run/gluster).
+rm -rf "$ROOT/tmp/tb" "$ROOT/tmp/bx" "$ROOT/tmp/tlsx" "$ROOT/run/gluster"
 mkdir -p "$OUT" "$NOTES" "$ROOT/tmp/tb/m" "$ROOT/tmp/tb/logs"
 for n in 1 2 3; do
     mkdir -p "$ROOT/tmp/tb/n$n/work" "$ROOT/tmp/tb/n$n/run" "$ROOT/tmp/tb/n$n/log" "$ROOT/tmp/tb/c/b$n"
