@@ -411,18 +411,6 @@ impl Glusterd for FakeGlusterd {
         Ok(())
     }
 
-    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError> {
-        let state = self.state.lock().unwrap();
-        let info = state
-            .volumes
-            .get(volume)
-            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
-        if !info.quota_enabled() {
-            return Ok(None);
-        }
-        Ok(state.quota_limits.get(volume).copied())
-    }
-
     async fn brick_states(&self, volume: &str) -> Result<Option<Vec<BrickState>>, GlusterError> {
         let state = self.state.lock().unwrap();
         let Some(info) = state.volumes.get(volume) else {

@@ -238,6 +238,13 @@ impl Session {
         let inside = |path: &Path| root.join(path.strip_prefix("/").unwrap());
         let propagation_private = libc::MS_PRIVATE | libc::MS_REC;
         let propagation_slave = libc::MS_SLAVE | libc::MS_REC;
+        // The root a mount point of its own: each dev glusterd makes its
+        // mount namespace's `/` a slave (src/dev/cluster.rs), which needs
+        // `/` to be a mount, inside the chroot too.
+        if !session.root_is_mounted() {
+            mount(Some(root), root, None, libc::MS_BIND);
+            mount(None, root, None, libc::MS_PRIVATE);
+        }
         mount(
             Some(Path::new("proc")),
             &inside(Path::new("/proc")),
@@ -364,6 +371,13 @@ impl Session {
             .collect()
     }
 
+    fn root_is_mounted(&self) -> bool {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        glusterfs_csi::mount::mountinfo::parse(&text)
+            .iter()
+            .any(|m| m.mount_point == self.root)
+    }
+
     /// Mounts under the root (not the root itself).
     fn mounts(&self) -> Vec<glusterfs_csi::mount::MountEntry> {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -436,6 +450,13 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let left = self.teardown();
+        if left.is_empty() && self.root_is_mounted() {
+            let path = CString::new(self.root.as_os_str().as_bytes()).unwrap();
+            // SAFETY: umount2 with a valid C string; detached if busy.
+            if unsafe { libc::umount2(path.as_ptr(), 0) } != 0 {
+                unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
         if !left.is_empty() {
             eprintln!("gluster11: WARNING: still mounted in the chroot: {left:?}");
             // Never delete a tree something may still be mounted in.

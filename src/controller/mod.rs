@@ -467,6 +467,7 @@ impl Provisioner {
             // Only now: glusterd refuses quota on a volume never started.
             if enforced {
                 self.enforce_size(name, size, false).await?;
+                self.await_quota_helpers(name).await;
             }
             Ok(())
         }
@@ -623,6 +624,7 @@ impl Provisioner {
         if enforced {
             self.enforce_size(&name, size, existing.quota_enabled())
                 .await?;
+            self.await_quota_helpers(&name).await;
         }
         Ok(ProvisionedVolume {
             capacity_bytes: size,

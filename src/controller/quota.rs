@@ -38,29 +38,24 @@ impl Provisioner {
     }
 
     /// Quota on (glusterd refuses it before the first start) and the hard
-    /// limit on `/` at `size`. `quota_on`: what `volume info` said.
+    /// limit on `/` at `size`. `quota_on`: what `volume info` said. The
+    /// limit is written, never read back: `volume quota V list` leaves a
+    /// mount of the volume on the server (glusterd keeps it until the
+    /// volume stops), a client DeleteVolume would count as a user. Setting
+    /// the same limit again is harmless.
     pub(super) async fn enforce_size(
         &self,
         name: &VolumeName,
         size: u64,
         quota_on: bool,
     ) -> Result<(), ControllerError> {
-        let limit =
-            if quota_on {
-                self.glusterd
-                    .quota_limit(name.as_str())
-                    .await
-                    .map_err(ControllerError::gluster(format!(
-                        "reading the quota limit of gluster volume {name}"
-                    )))?
-            } else {
-                self.glusterd.enable_quota(name.as_str()).await.map_err(
-                    ControllerError::gluster(format!("enabling quota on gluster volume {name}")),
-                )?;
-                None
-            };
-        if limit == Some(size) {
-            return Ok(());
+        if !quota_on {
+            self.glusterd
+                .enable_quota(name.as_str())
+                .await
+                .map_err(ControllerError::gluster(format!(
+                    "enabling quota on gluster volume {name}"
+                )))?;
         }
         self.glusterd
             .set_quota_limit(name.as_str(), size)
@@ -68,6 +63,38 @@ impl Provisioner {
             .map_err(ControllerError::gluster(format!(
                 "setting the quota limit of gluster volume {name} to {size} bytes"
             )))
+    }
+
+    /// A volume being created, just given quota: waits (a while at most)
+    /// until the FUSE clients glusterd started for it are gone, so the
+    /// volume reaches the CO with no client but gluster's daemons. `quota
+    /// enable` starts a crawl client per brick and `limit-usage` mounts the
+    /// volume to set the limit; both end on their own, within the command
+    /// on a quiet server, seconds later on a loaded one. Left there, they
+    /// would count as users to a DeleteVolume that follows at once.
+    pub(super) async fn await_quota_helpers(&self, name: &VolumeName) {
+        let deadline = tokio::time::Instant::now() + self.config.in_use_patience * 2;
+        loop {
+            let users = match self.read(name).await {
+                Ok(Some(volume)) => match self.glusterd.volume_clients(&volume).await {
+                    Ok(clients) => clients
+                        .users()
+                        .iter()
+                        .map(|(k, n)| format!("{k} {n}"))
+                        .collect::<Vec<_>>(),
+                    Err(_) => return,
+                },
+                _ => return,
+            };
+            if users.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(volume = %name, clients = ?users, "gluster's quota helpers still connected; the volume is handed out anyway");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     /// Grows a volume of ours to what `capacity` asks (never shrinks it)
@@ -106,8 +133,9 @@ impl Provisioner {
         Ok(size)
     }
 
-    /// The limit first, then the record: a retry after a failure between
-    /// them finds the limit already right and only records.
+    /// The limit first, then the record: the record is only ever behind
+    /// the limit, so a size already recorded is already enforced, and a
+    /// retry after a failure between them sets the same limit again.
     async fn resize(
         &self,
         name: &VolumeName,
@@ -115,11 +143,11 @@ impl Provisioner {
         recorded: u64,
         size: u64,
     ) -> Result<(), ControllerError> {
-        if volume.quota_enabled() {
-            self.enforce_size(name, size, true).await?;
-        }
         if recorded == size {
             return Ok(());
+        }
+        if volume.quota_enabled() {
+            self.enforce_size(name, size, true).await?;
         }
         self.glusterd
             .set_options(

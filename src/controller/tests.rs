@@ -43,7 +43,12 @@ async fn create_twice_makes_one_volume() {
     assert_eq!(glusterd.quota_limit_of("csi-pvc-1"), Some(1 << 30));
     let second = provisioner.create(&request("pvc-1", &[])).await.unwrap();
     assert_eq!(first, second);
-    assert_eq!(glusterd.writes(), writes, "the retry only reads");
+    // Limits are never read back (glusterd would keep a mount for it):
+    // the retry sets the same one again, and writes nothing else.
+    assert_eq!(
+        glusterd.writes()[writes.len()..],
+        ["volume quota csi-pvc-1 limit-usage / 1073741824"]
+    );
     assert_eq!(first.context.servers().len(), 3);
 }
 
@@ -576,7 +581,11 @@ async fn isolation_is_set_after_the_marks_and_before_the_first_start() {
     );
     let writes = glusterd.writes();
     assert_eq!(provisioner.create(&request).await.unwrap(), first);
-    assert_eq!(glusterd.writes(), writes, "the retry only reads");
+    assert_eq!(
+        glusterd.writes()[writes.len()..],
+        ["volume quota csi-pvc-1 limit-usage / 1073741824"],
+        "the retry sets the limit again, nothing else"
+    );
 }
 
 #[tokio::test]
@@ -745,11 +754,14 @@ async fn a_create_cut_short_at_any_quota_step_is_finished_by_the_retry() {
             "volume quota csi-pvc-2 limit-usage / 1073741824"
         ]
     );
-    // Done: the retries only read.
+    // Done: the retries only set the same limit again.
     for name in ["pvc-1", "pvc-2"] {
         glusterd.clear_writes();
         provisioner.create(&request(name, &[])).await.unwrap();
-        assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+        assert_eq!(
+            glusterd.writes(),
+            [format!("volume quota csi-{name} limit-usage / 1073741824")]
+        );
     }
 }
 
@@ -831,7 +843,12 @@ async fn expand_raises_the_limit_then_the_record_and_twice_is_once() {
     );
     let retried = provisioner.create(&request("pvc-1", &[])).await.unwrap();
     assert_eq!(retried.capacity_bytes, 2 * GIB);
-    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    // The recorded (grown) size is enforced again, never the request's.
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota csi-pvc-1 limit-usage / 2147483648"]
+    );
+    assert_eq!(glusterd.quota_limit_of("csi-pvc-1"), Some(2 * GIB));
     // ...unless the old request's limit excludes the new size.
     let err = provisioner
         .create(&sized("pvc-1", GIB, GIB, &[]))
@@ -841,7 +858,7 @@ async fn expand_raises_the_limit_then_the_record_and_twice_is_once() {
 }
 
 #[tokio::test]
-async fn expand_cut_short_after_the_limit_only_records_on_retry() {
+async fn expand_cut_short_after_the_limit_is_finished_by_the_retry() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     provisioner.create(&request("pvc-1", &[])).await.unwrap();
     glusterd
@@ -853,9 +870,13 @@ async fn expand_cut_short_after_the_limit_only_records_on_retry() {
         .expand("csi-pvc-1", range(2 * GIB, 0))
         .await
         .unwrap();
+    // The record is behind: the same limit again, then the record.
     assert_eq!(
         glusterd.writes(),
-        ["volume set csi-pvc-1 user.csi.size 2147483648"]
+        [
+            "volume quota csi-pvc-1 limit-usage / 2147483648",
+            "volume set csi-pvc-1 user.csi.size 2147483648"
+        ]
     );
 }
 

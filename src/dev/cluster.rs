@@ -24,7 +24,7 @@ use crate::gluster::transport::{CliArg, CliCommand, CliTransport, OneShotCli};
 use crate::gluster::xml::Envelope;
 
 const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
-const QUOTA_AUX_MOUNT_DIR: &str = "/var/run/gluster";
+const GLUSTER_FIXED_RUN_DIR: &str = "/var/run/gluster";
 const DESCRIPTION: &str = "cluster.json";
 /// In every state directory dev made; no other directory is ever used.
 const MARKER: &str = ".glusterfs-csi-dev";
@@ -63,6 +63,17 @@ pub struct ServerDescription {
     /// Full glusterd command line, to restart a stopped server.
     pub glusterd_command: Vec<String>,
     pub glusterd_pid: Option<u32>,
+}
+
+impl ServerDescription {
+    /// What this server's glusterd and its daemons see at
+    /// `/var/run/gluster` (see [`glusterd_command`]).
+    pub fn gluster_run_dir(&self) -> PathBuf {
+        self.log_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("var-run-gluster")
+    }
 }
 
 impl ClusterDescription {
@@ -149,10 +160,6 @@ impl DevCluster {
 
     async fn bring_up(&mut self, glusterd: &Path, cli: &Path) -> AppResult<()> {
         std::fs::create_dir_all(&self.description.mount_log_dir)?;
-        // glusterd mounts the volume for quota commands under this fixed
-        // directory, whatever its run directory, and does not make it.
-        // Shared with every gluster on the host: made, never removed.
-        std::fs::create_dir_all(QUOTA_AUX_MOUNT_DIR)?;
         for server in self.description.servers.clone() {
             add_alias(&server.address).await?;
             std::fs::create_dir_all(self.description.brick_root.join(&server.address))?;
@@ -163,8 +170,7 @@ impl DevCluster {
             }
         }
         for index in 0..self.description.servers.len() {
-            let child =
-                spawn_glusterd(glusterd, &self.description.servers[index].glusterd_command)?;
+            let child = spawn_glusterd(glusterd, &self.description.servers[index])?;
             self.description.servers[index].glusterd_pid = child.id();
             self.glusterds.push(child);
             self.description.save()?;
@@ -305,21 +311,79 @@ fn server_description(state_dir: &Path, prefix: &str, n: usize) -> ServerDescrip
 
 /// Starts glusterd in the foreground as our child; it gets SIGTERM if this
 /// process dies.
-pub fn spawn_glusterd(program: &Path, command: &[String]) -> std::io::Result<Child> {
-    let mut glusterd = Command::new(program);
+pub fn spawn_glusterd(program: &Path, server: &ServerDescription) -> std::io::Result<Child> {
+    Command::from(glusterd_command(program, server)?).spawn()
+}
+
+/// The command that starts a server's glusterd as a host of its own.
+///
+/// Every gluster server keeps some state at fixed paths under
+/// `/var/run/gluster`, whatever its run directory: the socket its bricks
+/// ask quota sizes of (`quotad.socket`), the volume mounts glusterd makes
+/// for quota commands and the quota crawl. On real hosts each server has
+/// its own; on one machine several glusterd would share them (a brick
+/// asking another cluster's quotad, which answers EINVAL, and gluster's
+/// helper mounts copied into every mount namespace made meanwhile). So
+/// each glusterd runs in a mount namespace of its own (a slave of the
+/// host's: the host's mounts reach it, its own stay inside) with its
+/// node's directory over `/var/run/gluster`. Its bricks and daemons
+/// inherit it. What this cannot emulate: separate kernels and disks.
+pub fn glusterd_command(
+    program: &Path,
+    server: &ServerDescription,
+) -> std::io::Result<std::process::Command> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let own = server.gluster_run_dir();
+    std::fs::create_dir_all(&own)?;
+    std::fs::create_dir_all(GLUSTER_FIXED_RUN_DIR)?;
+    let own = std::ffi::CString::new(own.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let target = std::ffi::CString::new(GLUSTER_FIXED_RUN_DIR).map_err(std::io::Error::other)?;
+    let root = c"/";
+    let mut glusterd = std::process::Command::new(program);
     glusterd
-        .args(&command[1..])
+        .args(&server.glusterd_command[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: only prctl, unshare and mount between fork and exec, on
+    // strings made before the fork.
     unsafe {
-        glusterd.pre_exec(|| {
+        glusterd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            let fail = |what: &str| {
+                let e = std::io::Error::last_os_error();
+                std::io::Error::new(e.kind(), format!("{what}: {e}"))
+            };
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(fail("unshare(CLONE_NEWNS) for glusterd"));
+            }
+            let slave = (libc::MS_SLAVE | libc::MS_REC) as libc::c_ulong;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                slave,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(fail("making / a slave mount for glusterd"));
+            }
+            if libc::mount(
+                own.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND as libc::c_ulong,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(fail("binding the node's directory over /var/run/gluster"));
+            }
+            Ok(())
         });
     }
-    glusterd.spawn()
+    Ok(glusterd)
 }
 
 /// Picks a free `127.A.B` block: its lock file is ours and none of its
@@ -446,7 +510,7 @@ pub async fn end_cluster(description: &ClusterDescription, glusterds: &mut [Chil
     // A glusterd may start bricks while we end it: look again until nothing
     // of this cluster runs.
     for _ in 0..5 {
-        let ours = cluster_processes(&description.state_dir);
+        let ours = cluster_processes(&description.state_dir, &addresses);
         // The glusterd processes this run started, by the pids it holds.
         let mut started: Vec<i32> = Vec::new();
         for child in glusterds.iter_mut() {
@@ -459,10 +523,6 @@ pub async fn end_cluster(description: &ClusterDescription, glusterds: &mut [Chil
         if ours.is_empty() && started.is_empty() {
             break;
         }
-        let sockets: Vec<PathBuf> = ours
-            .iter()
-            .flat_map(|(_, argv)| brick_sockets(argv))
-            .collect();
         let mut pids: Vec<i32> = ours.iter().map(|(pid, _)| *pid).collect();
         for pid in started {
             if !pids.contains(&pid) {
@@ -472,9 +532,6 @@ pub async fn end_cluster(description: &ClusterDescription, glusterds: &mut [Chil
         end_processes(&pids).await;
         for child in glusterds.iter_mut() {
             let _ = child.try_wait();
-        }
-        for socket in sockets {
-            let _ = std::fs::remove_file(socket);
         }
     }
     for child in glusterds.iter_mut() {
@@ -519,7 +576,10 @@ fn unmount_cluster_mounts(addresses: &[String]) {
 /// not this process, not whoever started it, not a gluster process whose
 /// arguments merely mention the state directory. (A pid file alone is not
 /// enough: glusterd removes a self-heal daemon's when its volume goes.)
-fn cluster_processes(state_dir: &Path) -> Vec<(i32, Vec<String>)> {
+/// Also the quota crawl clients glusterd starts with neither, which fetch
+/// their volfile from one of the cluster's servers (`-s`): its addresses
+/// are this cluster's alone while it holds their block.
+fn cluster_processes(state_dir: &Path, addresses: &[String]) -> Vec<(i32, Vec<String>)> {
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -538,7 +598,8 @@ fn cluster_processes(state_dir: &Path) -> Vec<(i32, Vec<String>)> {
             if !matches!(program, "glusterd" | "glusterfsd" | "glusterfs") {
                 return None;
             }
-            let ours = own_files(&argv).iter().any(|f| f.starts_with(state_dir));
+            let ours = own_files(&argv).iter().any(|f| f.starts_with(state_dir))
+                || volfile_server(&argv).is_some_and(|s| addresses.iter().any(|a| a == s));
             ours.then_some((pid, argv))
         })
         .collect()
@@ -562,12 +623,11 @@ fn own_files(argv: &[String]) -> Vec<PathBuf> {
     files
 }
 
-/// The unix sockets gluster daemons create under /var/run/gluster (`-S`).
-fn brick_sockets(argv: &[String]) -> Vec<PathBuf> {
+/// The server a gluster daemon fetches its volfile from (`-s`).
+fn volfile_server(argv: &[String]) -> Option<&str> {
     argv.windows(2)
-        .filter(|w| w[0] == "-S" && w[1].starts_with("/var/run/gluster/"))
-        .map(|w| PathBuf::from(&w[1]))
-        .collect()
+        .find(|w| w[0] == "-s")
+        .map(|w| w[1].as_str())
 }
 
 /// SIGTERM, then SIGKILL for what is still there after 10 s.
@@ -618,18 +678,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn brick_socket_paths_from_a_real_command_line() {
-        let argv: Vec<String> = "/usr/sbin/glusterfsd -s 127.77.1.1 --volfile-id v1.127.77.1.1.x -p /tmp/x.pid -S /var/run/gluster/b1482217d286f418.socket --brick-name /tmp/b1/v1"
-            .split(' ')
-            .map(str::to_string)
-            .collect();
-        assert_eq!(
-            brick_sockets(&argv),
-            [PathBuf::from("/var/run/gluster/b1482217d286f418.socket")]
-        );
-    }
-
-    #[test]
     fn own_files_from_real_command_lines() {
         let argv = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
         let shd = argv(
@@ -646,6 +694,11 @@ mod tests {
             "glusterd --no-daemon --log-file=/st/l/glusterd.log --pid-file=/st/r/glusterd.pid",
         );
         assert_eq!(own_files(&glusterd).len(), 2);
+        let crawl = argv(
+            "/usr/sbin/glusterfs -s 127.232.232.3 --volfile-id client_per_brick/v.client.127.232.232.3.b.vol --use-readdirp=yes --client-pid -100 -l /var/log/glusterfs/quota_crawl/b.log /var/run/gluster/tmp/mntWhUd3a",
+        );
+        assert_eq!(volfile_server(&crawl), Some("127.232.232.3"));
+        assert_eq!(volfile_server(&glusterd), None);
         // Naming the state directory in any other way does not count.
         let impostor = argv("/tmp/bin/glusterfs -f /st/cluster.json --pid=1");
         assert!(own_files(&impostor).is_empty());

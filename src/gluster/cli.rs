@@ -451,17 +451,6 @@ impl Glusterd for GlusterCli {
         .await
         .map(drop)
     }
-
-    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError> {
-        let envelope = self.exec(&["volume", "quota", volume, "list", "/"]).await?;
-        if envelope.failed() {
-            if error::is_quota_disabled(&envelope.op_errstr) {
-                return Ok(None);
-            }
-            return Err(failure(&["volume", "quota"], Some(volume), &envelope));
-        }
-        envelope.quota_hard_limit("/")
-    }
 }
 
 /// `volume set V k1 v1 k2 v2 ...`: several options in one transaction.

@@ -232,9 +232,6 @@ pub trait Glusterd: Send + Sync {
     /// `volume quota V limit-usage / BYTES`: the hard limit on the whole
     /// volume, raised or lowered in place (mounts see it at once).
     async fn set_quota_limit(&self, volume: &str, bytes: u64) -> Result<(), GlusterError>;
-    /// `volume quota V list /`: the hard limit on the whole volume; `None`
-    /// when quota is off or no limit is set.
-    async fn quota_limit(&self, volume: &str) -> Result<Option<u64>, GlusterError>;
     // --- end of quota -------------------------------------------------------
 }
 

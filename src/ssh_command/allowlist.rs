@@ -24,7 +24,7 @@
 //!    - `volume set V ...` in one of the four shapes of [`Rule`];
 //!    - `volume start V [force]`, `volume stop V [force]`, `volume delete V`;
 //!    - quota: `volume quota V enable`, `volume quota V limit-usage / BYTES`
-//!      (the limit on the whole volume only), `volume quota V list /`.
+//!      (the limit on the whole volume only).
 //! 2. [`admit`], for commands that change an existing volume: glusterd's own
 //!    view of it ([`Ownership`]) must fit the [`Rule`]. A volume glusterd
 //!    does not know is left to glusterd, which answers "does not exist".
@@ -52,7 +52,7 @@ const ALLOWED: &str = "pool list, system:: uuid get, volume info, volume set hel
                        volume get all cluster.op-version|cluster.max-op-version, \
                        volume status V, volume heal V info summary, \
                        volume create|set|start|stop|delete of the driver's volumes, \
-                       volume quota V enable|limit-usage / BYTES|list /";
+                       volume quota V enable|limit-usage / BYTES";
 
 /// Directories under which this server lets the controller put bricks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,7 +289,6 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
         ["volume", "stop", volume]
         | ["volume", "stop", volume, "force"]
         | ["volume", "delete", volume] => guarded(volume, Rule::Remove),
-        ["volume", "quota", volume, "list", "/"] => driver_volume(volume).map(|_| None),
         ["volume", "quota", volume, "enable"] => guarded(volume, Rule::Quota),
         ["volume", "quota", volume, "limit-usage", "/", bytes] => {
             number("limit-usage", bytes)?;
@@ -567,7 +566,6 @@ mod tests {
                 "volume quota csi-pvc-1 limit-usage / 10485760\n",
                 Some(Rule::Quota),
             ),
-            ("volume quota csi-pvc-1 list /\n", None),
             (
                 "volume set csi-pvc-1 user.csi.size 104857600\n",
                 Some(Rule::Resize),
@@ -719,11 +717,9 @@ mod tests {
                 "not a volume name this driver makes",
             ),
             (
-                b"volume quota gv0 list /\n",
-                "not a volume name this driver makes",
-            ),
-            (
-                b"volume quota csi-pvc-1 list\n",
+                // The controller never reads limits: glusterd would keep a
+                // mount of the volume for it (src/controller/quota.rs).
+                b"volume quota csi-pvc-1 list /\n",
                 "not a command the controller sends",
             ),
             (

@@ -244,13 +244,10 @@ impl DevDriver {
     /// sees every peer connected.
     pub fn start_glusterd(&mut self, address: &str) {
         let server = self.server(address).clone();
-        let mut command = Command::new("glusterd");
-        command
-            .args(&server.glusterd_command[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = command.spawn().unwrap();
+        let child = glusterfs_csi::dev::cluster::glusterd_command(Path::new("glusterd"), &server)
+            .unwrap()
+            .spawn()
+            .unwrap();
         self.restarted.push(child);
         let sockets: Vec<PathBuf> = self
             .cluster

@@ -1,7 +1,11 @@
 //! "Pods" for the survival tests: a process in a mount namespace of its own
-//! (private propagation, as the container runtime gives a container), that
-//! sees a volume through its own bind of the kubelet's target path and
-//! writes to it the whole time (`tests/helpers/pod.py`).
+//! that sees a volume through its own private bind of the kubelet's target
+//! path (as the container runtime gives a container its volume) and writes
+//! to it the whole time (`tests/helpers/pod.py`). The rest of the namespace
+//! is a slave of the host's: a real container has pivoted away from the
+//! host's mounts, so it must not keep copies of them either (a private copy
+//! of a FUSE mount the host has since unmounted keeps that FUSE client
+//! connected for as long as the pod lives).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -27,8 +31,8 @@ impl Pod {
         let view = views.join(name);
         std::fs::create_dir_all(&view).unwrap();
         let mut child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg(r#"mount --bind "$0" "$1" && exec python3 "$2" "$1" "$3""#)
+            .args(["--mount", "--propagation", "slave", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$0" "$1" && mount --make-private "$1" && exec python3 "$2" "$1" "$3""#)
             .arg(volume)
             .arg(&view)
             .arg(POD_SCRIPT)
