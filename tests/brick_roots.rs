@@ -159,15 +159,21 @@ fn no_brick_of(driver: &DevDriver, root: &Path, volume: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brick_roots_must_be_file_systems_of_their_own_unless_allowed() {
+    // Mounted before the cluster starts, as a server's disk is before its
+    // glusterd: each dev server's mount namespace is a copy of this one's
+    // made then (src/dev/cluster.rs). Dropped after the driver.
+    let disk_dir = tempfile::Builder::new()
+        .prefix("brick-roots-disk-")
+        .tempdir()
+        .unwrap();
+    let disk = disk_dir.path().to_path_buf();
+    let _disk = Tmpfs::mount(&disk);
     let driver = DevDriver::start().await;
     let mut controller = driver.controller();
     let servers = driver.cluster.addresses();
     // On /tmp's file system: the dev "servers" are this machine.
     let plain = driver.kubelet.path().join("plain");
     server_dirs(&driver, &plain);
-    let disk = driver.kubelet.path().join("disk");
-    // Declared after the driver: unmounted before the cluster's teardown.
-    let _disk = Tmpfs::mount(&disk);
     server_dirs(&driver, &disk);
     let plain_root = plain.to_str().unwrap();
     let disk_root = disk.to_str().unwrap();

@@ -293,6 +293,9 @@ async fn capacity(driver: &DevDriver, params: &[(&str, &str)]) -> Result<i64, to
 
 #[tokio::test(flavor = "multi_thread")]
 async fn capacity_follows_the_brick_roots_and_get_volume_knows_missing_volumes() {
+    // Mounted before the cluster starts, as a server's disk is before its
+    // glusterd (each dev server's mount namespace is a copy made then).
+    let root = Tmpfs::new(64);
     let driver = DevDriver::start().await;
     let capabilities: Vec<i32> = driver
         .controller()
@@ -315,7 +318,6 @@ async fn capacity_follows_the_brick_roots_and_get_volume_knows_missing_volumes()
         assert!(capabilities.contains(&(wanted as i32)), "{wanted:?}");
     }
 
-    let root = Tmpfs::new(64);
     let root_path = root.path().to_str().unwrap().to_string();
     let params = [("brickRoot", root_path.as_str())];
     let empty = capacity(&driver, &params).await.unwrap();
