@@ -46,6 +46,9 @@ struct GlusterState {
     refused_key: Option<String>,
     /// Quota hard limits on `/`, by volume.
     quota_limits: BTreeMap<String, u64>,
+    /// What `volume get all cluster.op-version` says; `None`: glusterd
+    /// cannot say (as the trait's default).
+    op_versions: Option<crate::gluster::version::OpVersions>,
     /// `volume quota V enable` fails this many times.
     failing_quota_enables: u32,
     /// Bricks (`host:path`) whose process is not running.
@@ -96,6 +99,12 @@ impl FakeGlusterd {
     /// Every `volume set` of `key` fails, as glusterd refuses a bad value.
     pub fn refuse_option(&self, key: &str) {
         self.state.lock().unwrap().refused_key = Some(key.to_string());
+    }
+
+    /// The pool's op-versions from now on.
+    pub fn set_op_versions(&self, current: u32, max: u32) {
+        self.state.lock().unwrap().op_versions =
+            Some(crate::gluster::version::OpVersions { current, max });
     }
 
     pub fn fail_next_quota_enables(&self, count: u32) {
@@ -206,6 +215,12 @@ pub fn volume_info(name: &str, status: VolumeStatus, options: &[(&str, &str)]) -
 
 #[async_trait]
 impl Glusterd for FakeGlusterd {
+    async fn op_versions(
+        &self,
+    ) -> Result<Option<crate::gluster::version::OpVersions>, GlusterError> {
+        Ok(self.state.lock().unwrap().op_versions)
+    }
+
     async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {
         Ok(self.state.lock().unwrap().peers.clone())
     }

@@ -115,6 +115,9 @@ pub struct Provisioner {
     glusterd: Arc<dyn Glusterd>,
     bricks: Arc<dyn BrickServers>,
     config: ProvisionerConfig,
+    /// Whether sizes are enforced where the StorageClass does not say,
+    /// read once from the pool (see [`Provisioner::enforces`]).
+    enforce_by_default: tokio::sync::OnceCell<bool>,
 }
 
 impl Provisioner {
@@ -127,6 +130,7 @@ impl Provisioner {
             glusterd,
             bricks,
             config,
+            enforce_by_default: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -457,7 +461,7 @@ impl Provisioner {
         };
         self.create_in_glusterd(name, &new).await?;
         let size = request.capacity.size();
-        let enforced = enforces(request, size);
+        let enforced = self.enforces(request, size).await;
         let finished = async {
             self.mark(name, request, size).await?;
             self.isolate(name, &self.config.isolation.volume_options(&servers))
@@ -590,7 +594,7 @@ impl Provisioner {
         if !existing.options.contains_key(OPT_CSI_NAME) {
             self.mark(&name, request, size).await?;
         }
-        let enforced = enforces(request, size);
+        let enforced = self.enforces(request, size).await;
         let tuning = if enforced {
             self.quota_tuning(&request.params.volume_options)
         } else {
@@ -904,12 +908,6 @@ impl Provisioner {
             if down.len() == 1 { "it is" } else { "they are" },
         )))
     }
-}
-
-/// The volume's size is a quota limit: the StorageClass did not turn that
-/// off and the CO asked for a size (without one a volume has no limit).
-fn enforces(request: &CreateRequest, size: u64) -> bool {
-    request.params.enforce_capacity && size > 0
 }
 
 /// What is wrong with a brick root on one server: the rule CreateVolume

@@ -43,9 +43,10 @@ pub struct StorageClassParams {
     /// system, say) instead of file systems of their own; `None` means the
     /// controller's `--allow-root-filesystem-bricks`.
     pub allow_root_filesystem_bricks: Option<bool>,
-    /// The requested size is a gluster quota hard limit on the volume (the
-    /// default); `false` records it only.
-    pub enforce_capacity: bool,
+    /// The requested size is a gluster quota hard limit on the volume;
+    /// `false` records it only; `None` leaves it to the controller, which
+    /// enforces on pools of glusterfs 10.x (see `Provisioner::enforces`).
+    pub enforce_capacity: Option<bool>,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -82,7 +83,7 @@ impl StorageClassParams {
             ALLOW_ROOT_FILESYSTEM_BRICKS,
             get(ALLOW_ROOT_FILESYSTEM_BRICKS),
         )?;
-        let enforce_capacity = parse_bool(ENFORCE_CAPACITY, get(ENFORCE_CAPACITY))?.unwrap_or(true);
+        let enforce_capacity = parse_bool(ENFORCE_CAPACITY, get(ENFORCE_CAPACITY))?;
         let replica = match get(REPLICA) {
             None => DEFAULT_REPLICA,
             Some(text) => match text.parse::<u32>() {
@@ -286,20 +287,22 @@ mod tests {
         assert_eq!(p.servers, None);
         assert!(p.volume_options.is_empty());
         assert_eq!(p.allow_root_filesystem_bricks, None);
-        assert!(p.enforce_capacity);
+        assert_eq!(p.enforce_capacity, None);
     }
 
     #[test]
     fn capacity_enforcement_can_be_turned_off() {
-        assert!(
-            !parse(&[("enforceCapacity", "false")])
+        assert_eq!(
+            parse(&[("enforceCapacity", "false")])
                 .unwrap()
-                .enforce_capacity
+                .enforce_capacity,
+            Some(false)
         );
-        assert!(
+        assert_eq!(
             parse(&[("enforceCapacity", "true")])
                 .unwrap()
-                .enforce_capacity
+                .enforce_capacity,
+            Some(true)
         );
         for bad in ["no", "off", "False", ""] {
             let e = parse(&[("enforceCapacity", bad)]).unwrap_err();

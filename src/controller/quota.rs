@@ -23,7 +23,42 @@ pub const QUOTA_TUNING: [(&str, &str); 2] = [
     ("features.hard-timeout", "0"),
 ];
 
+/// The first op-version of glusterfs 11: from it on, quotad crashes under
+/// volume churn (SIGSEGV in the client translator's lookup callback; seen
+/// with 11.1 in this project's CI, upstream gluster/glusterfs#4095), and
+/// every write to the bricks of that server then waits for a quotad that
+/// only the next `quota enable` brings back.
+const OP_VERSION_11: u32 = 110_000;
+
 impl Provisioner {
+    /// Whether this request's size becomes a quota limit: what the
+    /// StorageClass says (`enforceCapacity`), else yes, unless every server
+    /// of the pool runs glusterfs 11.x or later (its max op-version), where
+    /// quotad is not safe to depend on. Sizes of 0 (none asked) never are.
+    pub(super) async fn enforces(&self, request: &super::CreateRequest, size: u64) -> bool {
+        if size == 0 {
+            return false;
+        }
+        if let Some(asked) = request.params.enforce_capacity {
+            return asked;
+        }
+        let by_default = self
+            .enforce_by_default
+            .get_or_try_init(|| async {
+                match self.glusterd.op_versions().await {
+                    Ok(Some(pool)) if pool.max >= OP_VERSION_11 => {
+                        tracing::warn!(pool_max_op_version = pool.max, "sizes are not enforced by default on glusterfs 11.x pools (quotad crashes under volume churn there); a StorageClass can still ask with enforceCapacity: \"true\"");
+                        Ok(false)
+                    }
+                    Ok(_) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        // A pool that cannot say now is asked again next time.
+        by_default.copied().unwrap_or(true)
+    }
+
     /// The options a new enforced volume gets before it starts, except
     /// those the StorageClass sets itself.
     pub(super) fn quota_tuning(

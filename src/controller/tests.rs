@@ -950,3 +950,35 @@ async fn expand_without_quota_records_the_size_only() {
     );
     assert!(!glusterd.get("csi-pvc-1").unwrap().quota_enabled());
 }
+
+#[tokio::test]
+async fn sizes_are_enforced_by_default_on_10x_pools_only() {
+    let quota_writes = |writes: Vec<String>| -> Vec<String> {
+        writes.into_iter().filter(|w| w.contains("quota")).collect()
+    };
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    glusterd.set_op_versions(100000, 100000);
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(quota_writes(glusterd.writes()).len(), 2, "10.x: enforced");
+
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    glusterd.set_op_versions(100000, 110000);
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert!(
+        quota_writes(glusterd.writes()).is_empty(),
+        "every server 11.x: not by default"
+    );
+    glusterd.clear_writes();
+    provisioner
+        .create(&request("pvc-2", &[("enforceCapacity", "true")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        quota_writes(glusterd.writes()),
+        [
+            "volume quota csi-pvc-2 enable",
+            "volume quota csi-pvc-2 limit-usage / 1073741824"
+        ],
+        "asked for: enforced"
+    );
+}
