@@ -238,20 +238,12 @@ impl Provisioner {
         let name = &volume.name;
         // A node that unstaged a moment ago may still show as a client, and
         // a peer that just came back may not answer yet: ask again a while.
-        let deadline = tokio::time::Instant::now() + self.config.in_use_patience;
-        let clients = loop {
-            let asked = self.glusterd.volume_clients(volume).await;
-            let settled = match &asked {
-                Ok(clients) => clients.users().is_empty(),
-                Err(e) => !matches!(e.code(), tonic::Code::Aborted | tonic::Code::Unavailable),
-            };
-            if settled || tokio::time::Instant::now() >= deadline {
-                break asked.map_err(ControllerError::gluster(format!(
-                    "asking which clients use gluster volume {name}"
-                )))?;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
+        let clients = self
+            .clients_once_settled(volume, self.config.in_use_patience)
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "asking which clients use gluster volume {name}"
+            )))?;
         let users = clients.users();
         if users.is_empty() {
             return Ok(());
@@ -266,6 +258,28 @@ impl Provisioner {
             kinds.join(", "),
             hosts.join(", ")
         )))
+    }
+
+    /// Asks glusterd who uses `volume` until nobody but gluster's own
+    /// daemons does, the answer is final (an error other than busy or
+    /// unreachable), or `patience` is over; returns the last answer.
+    async fn clients_once_settled(
+        &self,
+        volume: &VolumeInfo,
+        patience: Duration,
+    ) -> Result<crate::gluster::VolumeClients, GlusterError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let asked = self.glusterd.volume_clients(volume).await;
+            let settled = match &asked {
+                Ok(clients) => clients.users().is_empty(),
+                Err(e) => !matches!(e.code(), tonic::Code::Aborted | tonic::Code::Unavailable),
+            };
+            if settled || tokio::time::Instant::now() >= deadline {
+                return asked;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// The volume, if it exists and is this driver's (and not being deleted).

@@ -76,7 +76,7 @@ impl Provisioner {
     /// limit on `/` at `size`. `quota_on`: what `volume info` said. The
     /// limit is written, never read back: `volume quota V list` leaves a
     /// mount of the volume on the server (glusterd keeps it until the
-    /// volume stops), a client DeleteVolume would count as a user. Setting
+    /// volume stops), whose client DeleteVolume would count as a user. Setting
     /// the same limit again is harmless.
     pub(super) async fn enforce_size(
         &self,
@@ -108,27 +108,15 @@ impl Provisioner {
     /// on a quiet server, seconds later on a loaded one. Left there, they
     /// would count as users to a DeleteVolume that follows at once.
     pub(super) async fn await_quota_helpers(&self, name: &VolumeName) {
-        let deadline = tokio::time::Instant::now() + self.config.in_use_patience * 2;
-        loop {
-            let users = match self.read(name).await {
-                Ok(Some(volume)) => match self.glusterd.volume_clients(&volume).await {
-                    Ok(clients) => clients
-                        .users()
-                        .iter()
-                        .map(|(k, n)| format!("{k} {n}"))
-                        .collect::<Vec<_>>(),
-                    Err(_) => return,
-                },
-                _ => return,
-            };
-            if users.is_empty() {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
+        let Ok(Some(volume)) = self.read(name).await else {
+            return;
+        };
+        let patience = self.config.in_use_patience * 2;
+        if let Ok(clients) = self.clients_once_settled(&volume, patience).await {
+            let users = clients.users();
+            if !users.is_empty() {
                 tracing::warn!(volume = %name, clients = ?users, "gluster's quota helpers still connected; the volume is handed out anyway");
-                return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 
