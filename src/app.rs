@@ -38,7 +38,13 @@ pub async fn run(cli: Cli) -> AppResult<()> {
 }
 
 async fn run_controller(args: ControllerArgs) -> AppResult<()> {
-    let provisioner = wiring::provisioner(&args, false)?;
+    let provisioner = wiring::provisioner(&args)?;
+    if args.test_cluster_brick_layout {
+        tracing::warn!(
+            "--test-cluster-brick-layout: bricks go to <root>/<server>/<volume>; meant for \
+             one-machine test clusters only"
+        );
+    }
     let metrics = wiring::serve_metrics(&args.metrics).await?;
     wiring::survey_volumes(
         metrics,

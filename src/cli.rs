@@ -326,6 +326,12 @@ pub struct ControllerArgs {
     /// set `allowRootFilesystemBricks`; `volume create` then gets `force`.
     #[arg(long, env = "GLUSTERFS_CSI_ALLOW_ROOT_FILESYSTEM_BRICKS")]
     pub allow_root_filesystem_bricks: bool,
+    /// TEST CLUSTERS ONLY: put bricks in `<root>/<server>/<volume>` instead
+    /// of `<root>/<volume>`, for a test pool whose "servers" are processes
+    /// on one machine sharing one file system (as `dev` lays them out).
+    /// Volumes made with it are not found by a controller without it.
+    #[arg(long, env = "GLUSTERFS_CSI_TEST_CLUSTER_BRICK_LAYOUT")]
+    pub test_cluster_brick_layout: bool,
     #[command(flatten)]
     pub isolation: IsolationArgs,
     #[command(flatten)]

@@ -75,10 +75,7 @@ pub fn glusterd_client(
     )
 }
 
-pub fn provisioner(
-    args: &ControllerArgs,
-    brick_dir_per_server: bool,
-) -> AppResult<Arc<Provisioner>> {
+pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
     crate::controller::params::validate_brick_root(&args.default_brick_root)
         .map_err(|e| format!("--default-brick-root: {e}"))?;
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
@@ -139,7 +136,7 @@ pub fn provisioner(
         bricks,
         ProvisionerConfig {
             default_brick_root: args.default_brick_root.clone(),
-            brick_dir_per_server,
+            brick_dir_per_server: args.test_cluster_brick_layout,
             mount_options: args.mount_options.clone(),
             allow_root_filesystem_bricks: args.allow_root_filesystem_bricks,
             in_use_patience: crate::controller::IN_USE_PATIENCE,

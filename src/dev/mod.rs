@@ -74,6 +74,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
                 token.clone(),
                 // Dev bricks live under the state directory, on whatever file system holds it.
                 "--allow-root-filesystem-bricks".to_string(),
+                // Its servers share the state directory's file system.
+                "--test-cluster-brick-layout".to_string(),
                 "--volume-metrics-interval-seconds".to_string(),
                 args.volume_metrics_interval_seconds.to_string(),
             ])
@@ -107,7 +109,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
         glusterd_socket: socket.to_path_buf(),
         ..node_args.glusterd.clone()
     };
-    let provisioner = wiring::provisioner(&controller_args, true)?;
+    let provisioner = wiring::provisioner(&controller_args)?;
     let node = wiring::node(&node_args).await?;
     let survey = wiring::survey_volumes(
         metrics,
