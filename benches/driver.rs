@@ -48,6 +48,9 @@ async fn main() {
     if run("health") {
         health(&mut report).await;
     }
+    if run("churn") {
+        churn(&mut report).await;
+    }
     report.print();
 }
 
@@ -632,5 +635,57 @@ async fn health(report: &mut Report) {
             ms(list)
         ),
         "cheap enough for every volume every minute",
+    );
+}
+
+/// Volume churn as the external-provisioner drives it (10 s deadline,
+/// retries with backoff): 100 PVCs created and deleted by 10 workers.
+async fn churn(report: &mut Report) {
+    use common::churn::{churn, quantile};
+    println!(
+        "churn: 100 create/delete at concurrency 10, 10 s client deadline (fresh dev cluster)"
+    );
+    let driver = DevDriver::start().await;
+    let run = churn(driver.channel.clone(), 100, 10, &[]).await;
+    assert!(run.errors.is_empty(), "{:#?}", run.errors);
+    let seconds = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    report.add(
+        "churn: 100 create/delete at concurrency 10, wall time",
+        seconds(run.wall),
+        "",
+    );
+    report.add(
+        "churn: CreateVolume p50 / p99 (first attempt to success)",
+        format!(
+            "{} / {}",
+            seconds(quantile(run.creates(), 0.5)),
+            seconds(quantile(run.creates(), 0.99))
+        ),
+        "",
+    );
+    report.add(
+        "churn: DeleteVolume p50 / p99 (first attempt to success)",
+        format!(
+            "{} / {}",
+            seconds(quantile(run.deletes(), 0.5)),
+            seconds(quantile(run.deletes(), 0.99))
+        ),
+        "p99 < 300 s (the chart's provisioner --timeout)",
+    );
+    report.add(
+        "churn: client retries (DEADLINE_EXCEEDED / ABORTED / UNAVAILABLE)",
+        format!(
+            "{} ({} / {} / {})",
+            run.retries(),
+            run.failures_with(tonic::Code::DeadlineExceeded),
+            run.failures_with(tonic::Code::Aborted),
+            run.failures_with(tonic::Code::Unavailable)
+        ),
+        "",
+    );
+    report.add(
+        "churn: volumes left",
+        driver.volume_names().len().to_string(),
+        "0",
     );
 }

@@ -511,6 +511,9 @@ impl Glusterd for FakeGlusterd {
 #[derive(Default)]
 pub struct FakeBricks {
     removed: Mutex<Vec<String>>,
+    /// Hosts whose glusterd still shows volumes started for this many more
+    /// removals.
+    lagging: Mutex<BTreeMap<String, u32>>,
     unreachable: Mutex<BTreeSet<String>>,
     unchecked: Mutex<BTreeSet<String>>,
     roots: Mutex<BTreeMap<String, BrickRootReport>>,
@@ -556,6 +559,12 @@ impl FakeBricks {
         self.roots.lock().unwrap().insert(host.to_string(), report);
     }
 
+    /// The next `times` removals on `host` are refused as a brick agent
+    /// whose glusterd has not committed the stop yet refuses them.
+    pub fn lag(&self, host: &str, times: u32) {
+        self.lagging.lock().unwrap().insert(host.into(), times);
+    }
+
     pub fn set_unreachable(&self, host: &str, unreachable: bool) {
         let mut hosts = self.unreachable.lock().unwrap();
         if unreachable {
@@ -578,6 +587,19 @@ impl BrickServers for FakeBricks {
             return Err(BrickError::at(host, path)(
                 Code::Unavailable,
                 format!("the brick agent on {host} did not answer"),
+            ));
+        }
+        if let Some(left) = self
+            .lagging
+            .lock()
+            .unwrap()
+            .get_mut(host)
+            .filter(|n| **n > 0)
+        {
+            *left -= 1;
+            return Err(BrickError::at(host, path)(
+                Code::Aborted,
+                format!("{host} refused: the volume is still started on this server's glusterd"),
             ));
         }
         self.removed.lock().unwrap().push(format!("{host}:{path}"));
@@ -633,6 +655,7 @@ fn provisioner_with(
             mount_options: Vec::new(),
             allow_root_filesystem_bricks: allow,
             in_use_patience: std::time::Duration::from_millis(100),
+            stop_settle: std::time::Duration::from_millis(300),
             isolation,
         },
     );

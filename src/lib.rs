@@ -26,6 +26,7 @@ pub mod migrate;
 pub mod mount;
 pub mod names;
 pub mod node;
+pub mod operations;
 pub mod ownership;
 pub mod proto;
 pub mod reaper;

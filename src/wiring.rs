@@ -140,6 +140,7 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
             mount_options: args.mount_options.clone(),
             allow_root_filesystem_bricks: args.allow_root_filesystem_bricks,
             in_use_patience: crate::controller::IN_USE_PATIENCE,
+            stop_settle: crate::controller::STOP_SETTLE,
             isolation,
         },
     )))

@@ -228,8 +228,11 @@ async fn authorize(
                 )));
             }
             if info.status == VolumeStatus::Started {
-                return Err(Status::failed_precondition(format!(
-                    "gluster volume {volume} is still started"
+                // Marked for deletion, so its stop is on the way (or this
+                // glusterd has not committed it yet): worth asking again.
+                return Err(Status::aborted(format!(
+                    "gluster volume {volume} is still started on this server's glusterd; \
+                     the stop has not reached it yet"
                 )));
             }
             let listed = info

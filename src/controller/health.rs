@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::gluster::{BrickHeal, BrickState, VolumeInfo, VolumeStatus};
+use crate::ownership::Ownership;
 
 /// Where the conditions below are explained, with what to do.
 pub const HEALTH_DOC: &str = "docs/troubleshooting.md#volume-health";
@@ -40,6 +41,9 @@ pub struct HealBacklog {
 pub struct VolumeHealth {
     pub volume: String,
     pub status: VolumeStatus,
+    /// Marked for deletion by this driver: a DeleteVolume (or a create's
+    /// rollback) began and its retry finishes it.
+    pub being_deleted: bool,
     /// Empty when the volume is not started (nothing runs by design).
     pub bricks_down: Vec<DownBrick>,
     /// `None` for volumes without replicas (nothing to heal) or not started;
@@ -86,6 +90,10 @@ impl VolumeHealth {
         VolumeHealth {
             volume: volume.name.clone(),
             status,
+            being_deleted: matches!(
+                Ownership::of(volume),
+                Ownership::Ours { deleting: true, .. }
+            ),
             bricks_down,
             heal: heal.map(|h| h.map(backlog)),
         }
@@ -108,6 +116,7 @@ impl VolumeHealth {
     /// Anything a person should look at.
     pub fn abnormal(&self) -> bool {
         self.status != VolumeStatus::Started
+            || self.being_deleted
             || !self.bricks_down.is_empty()
             || matches!(self.heal, Some(Err(_)))
             || self.heal_pending() > 0
@@ -119,6 +128,10 @@ impl VolumeHealth {
         let volume = &self.volume;
         let mut problems: Vec<String> = Vec::new();
         match &self.status {
+            _ if self.being_deleted => problems.push(format!(
+                "gluster volume {volume} is being deleted: a DeleteVolume began and did not \
+                 finish yet; the CO's retry (or the next CreateVolume of its name) completes it"
+            )),
             VolumeStatus::Started => {}
             other => problems.push(format!(
                 "gluster volume {volume} is not started ({}): no client can mount it; start it \

@@ -44,6 +44,11 @@ pub const HEAL_PATIENCE: Duration = Duration::from_secs(10);
 /// Volumes whose health ListVolumes reads at once (two CLI reads each).
 pub const HEALTH_PARALLELISM: usize = 4;
 
+/// How long brick removal is retried while a server's glusterd still shows
+/// the volume started: a stop commits on the peers one after another (and
+/// an earlier attempt's stop may still be running).
+pub const STOP_SETTLE: Duration = Duration::from_secs(10);
+
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
@@ -62,6 +67,9 @@ pub struct ProvisionerConfig {
     /// How long a delete waits for clients to go (a node that unstaged a
     /// moment ago) and for glusterd to say who they are, before refusing.
     pub in_use_patience: Duration,
+    /// How long brick removal is asked again while a server still shows
+    /// the volume started ([`STOP_SETTLE`]).
+    pub stop_settle: Duration,
     /// Who may connect to new volumes (`auth.allow`, TLS); off by default.
     pub isolation: Isolation,
 }
@@ -334,7 +342,7 @@ impl Provisioner {
             .await
             .map_err(ControllerError::gluster("listing gluster volumes"))?
             .into_iter()
-            .filter_map(|info| Some((self.provisioned(&info)?, info)))
+            .filter_map(|info| Some((self.listed(&info)?, info)))
             .filter(|(v, _)| after.is_none_or(|after| &v.id > after))
             .collect();
         volumes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
@@ -408,14 +416,52 @@ impl Provisioner {
             )))
     }
 
+    /// A volume of ours, not being deleted, as the CO sees it.
     fn provisioned(&self, volume: &VolumeInfo) -> Option<ProvisionedVolume> {
-        let Ownership::Ours {
-            size_bytes,
-            deleting: false,
-            ..
-        } = Ownership::of(volume)
-        else {
-            return None;
+        match Ownership::of(volume) {
+            Ownership::Ours {
+                deleting: false, ..
+            } => self.as_provisioned(volume),
+            _ => None,
+        }
+    }
+
+    /// What ListVolumes shows: every volume of ours that exists, those
+    /// being deleted too (a delete that never finishes must not hide its
+    /// volume; their condition says so), each logged.
+    fn listed(&self, volume: &VolumeInfo) -> Option<ProvisionedVolume> {
+        match Ownership::of(volume) {
+            Ownership::Ours {
+                deleting: true,
+                csi_name,
+                ..
+            } => {
+                tracing::warn!(
+                    volume = %volume.name,
+                    csi_name = %csi_name,
+                    since = volume.options.get(OPT_CSI_DELETING).map(String::as_str).unwrap_or(""),
+                    "listed volume is being deleted; a DeleteVolume retry finishes it"
+                );
+                self.as_provisioned(volume)
+            }
+            Ownership::Unmarked => {
+                tracing::warn!(
+                    volume = %volume.name,
+                    "listed volume was left by a CreateVolume cut short before it was marked; \
+                     the CreateVolume retry finishes it"
+                );
+                self.as_provisioned(volume)
+            }
+            Ownership::Ours { .. } => self.as_provisioned(volume),
+            Ownership::Foreign => None,
+        }
+    }
+
+    fn as_provisioned(&self, volume: &VolumeInfo) -> Option<ProvisionedVolume> {
+        let size_bytes = match Ownership::of(volume) {
+            Ownership::Ours { size_bytes, .. } => size_bytes,
+            Ownership::Unmarked => 0,
+            Ownership::Foreign => return None,
         };
         let servers: Vec<String> = volume.bricks.iter().map(|b| b.host.clone()).collect();
         Some(ProvisionedVolume {
@@ -853,36 +899,70 @@ impl Provisioner {
                     "marking {name} for deletion"
                 )))?;
         }
-        if volume.status != VolumeStatus::Stopped {
-            // Forced: after a failed start, peers can disagree on whether the
-            // volume runs, and a plain stop is refused where it does not.
-            self.glusterd
-                .stop_volume(name.as_str(), true)
-                .await
-                .map_err(ControllerError::gluster(format!(
-                    "stopping gluster volume {name}"
-                )))?;
-        }
-        let removals = volume
-            .bricks
-            .iter()
-            .map(|brick| self.bricks.remove(&brick.host, &name, &brick.path));
-        let mut failures = join_all(removals).await.into_iter().filter_map(Result::err);
-        if let Some(first) = failures.next() {
-            let count = 1 + failures.count();
-            return Err(ControllerError::Bricks {
-                volume: name.to_string(),
-                count,
-                plural: if count == 1 { "y" } else { "ies" },
-                first: Box::new(first),
-            });
-        }
+        // Asked even when the volume reads as stopped: that reading comes
+        // from one glusterd, which may have committed an earlier attempt's
+        // stop while its peers had not. glusterd answers a stop (or "not
+        // started") only under the pool-wide lock, after every peer
+        // committed; a stop still running elsewhere makes it busy (ABORTED,
+        // retried). Forced: after a failed start, peers can disagree on
+        // whether the volume runs, and a plain stop is refused where it does
+        // not.
+        self.glusterd
+            .stop_volume(name.as_str(), true)
+            .await
+            .map_err(ControllerError::gluster(format!(
+                "stopping gluster volume {name}"
+            )))?;
+        self.remove_bricks(&name, volume).await?;
         self.glusterd
             .delete_volume(name.as_str())
             .await
             .map_err(ControllerError::gluster(format!(
                 "deleting gluster volume {name}"
             )))
+    }
+
+    /// Has every brick directory removed by its server's agent, which reads
+    /// the volume from its own glusterd first. Bricks whose glusterd still
+    /// shows the volume started (ABORTED) are asked again for
+    /// `stop_settle`; any other refusal is returned at once.
+    async fn remove_bricks(
+        &self,
+        name: &VolumeName,
+        volume: &VolumeInfo,
+    ) -> Result<(), ControllerError> {
+        let settle_by = tokio::time::Instant::now() + self.config.stop_settle;
+        let mut pending: Vec<&crate::gluster::Brick> = volume.bricks.iter().collect();
+        loop {
+            let removals = pending
+                .iter()
+                .map(|brick| self.bricks.remove(&brick.host, name, &brick.path));
+            let answers = join_all(removals).await;
+            let mut failed = Vec::new();
+            let mut errors = Vec::new();
+            for (brick, answer) in pending.iter().zip(answers) {
+                if let Err(e) = answer {
+                    failed.push(*brick);
+                    errors.push(e);
+                }
+            }
+            if errors.is_empty() {
+                return Ok(());
+            }
+            let settling = errors.iter().all(|e| e.code == tonic::Code::Aborted);
+            if !settling || tokio::time::Instant::now() >= settle_by {
+                let count = errors.len();
+                return Err(ControllerError::Bricks {
+                    volume: name.to_string(),
+                    count,
+                    plural: if count == 1 { "y" } else { "ies" },
+                    first: Box::new(errors.swap_remove(0)),
+                });
+            }
+            tracing::debug!(volume = %name, bricks = failed.len(), "a server still shows the volume started; asking again");
+            pending = failed;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// After a failed `volume create`: ask every server to drop the brick

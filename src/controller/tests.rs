@@ -326,6 +326,49 @@ async fn delete_with_an_agent_down_resumes_on_retry() {
 }
 
 #[tokio::test]
+async fn a_retried_delete_asks_glusterd_to_stop_even_when_one_server_reads_stopped() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    // An earlier attempt marked and stopped it as far as this glusterd
+    // knows; another server has not committed the stop yet.
+    glusterd
+        .set_options("csi-pvc-1", &[(OPT_CSI_DELETING.into(), "1".into())])
+        .await
+        .unwrap();
+    glusterd.stop_volume("csi-pvc-1", true).await.unwrap();
+    glusterd.clear_writes();
+    bricks.lag("b", 2);
+    provisioner.delete("csi-pvc-1").await.unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        ["volume stop csi-pvc-1 force", "volume delete csi-pvc-1"],
+        "glusterd's own answer to stop, under its pool-wide lock"
+    );
+    assert_eq!(bricks.removed().len(), 3, "b answered once its stop landed");
+    assert!(glusterd.get("csi-pvc-1").is_none());
+}
+
+#[tokio::test]
+async fn a_stop_that_never_lands_on_a_server_is_aborted_and_the_retry_finishes() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    bricks.lag("c", u32::MAX);
+    let err = provisioner.delete("csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err}");
+    assert!(err.to_string().contains("still started"), "{err}");
+    assert!(
+        glusterd.get("csi-pvc-1").is_some(),
+        "not deleted from glusterd"
+    );
+    let listed = provisioner.list(None, 0).await.unwrap();
+    assert_eq!(listed.volumes.len(), 1, "still listed while being deleted");
+    bricks.lag("c", 0);
+    provisioner.delete("csi-pvc-1").await.unwrap();
+    assert!(glusterd.get("csi-pvc-1").is_none());
+    assert!(provisioner.list(None, 0).await.unwrap().volumes.is_empty());
+}
+
+#[tokio::test]
 async fn not_enough_servers() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     glusterd.disconnect("b");
@@ -342,7 +385,7 @@ async fn not_enough_servers() {
 }
 
 #[tokio::test]
-async fn list_pages_only_our_live_volumes() {
+async fn list_pages_every_volume_of_ours_those_being_deleted_too() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     for n in 1..=5 {
         provisioner
@@ -360,7 +403,7 @@ async fn list_pages_only_our_live_volumes() {
     assert_eq!(first.volumes.len(), 2);
     let second = provisioner.list(first.next.as_ref(), 2).await.unwrap();
     let third = provisioner.list(second.next.as_ref(), 2).await.unwrap();
-    assert_eq!(third.volumes.len(), 1);
+    assert_eq!(third.volumes.len(), 2);
     assert!(third.next.is_none());
     let all = provisioner.list(None, 0).await.unwrap();
     let ids: Vec<&str> = all.volumes.iter().map(|v| v.id.as_str()).collect();
@@ -371,8 +414,20 @@ async fn list_pages_only_our_live_volumes() {
             "csi-pvc-2",
             "csi-pvc-3",
             "csi-pvc-4",
-            "csi-pvc-5"
-        ]
+            "csi-pvc-5",
+            "csi-pvc-9"
+        ],
+        "a volume being deleted is listed until it is gone; gv0 is not ours"
+    );
+    // It is not handed out to anyone else, though.
+    assert!(provisioner.get("csi-pvc-9").await.unwrap().is_none());
+    let (_, health) = provisioner.list_with_health(None, 0).await.unwrap();
+    let deleting = health.last().unwrap().as_ref().unwrap();
+    assert!(deleting.abnormal());
+    assert!(
+        deleting.message().contains("is being deleted"),
+        "{}",
+        deleting.message()
     );
 }
 

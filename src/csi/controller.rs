@@ -5,27 +5,27 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::validate::{self, invalid};
-use super::{begin, observe, status, unimplemented};
+use super::{observe, status, unimplemented};
 use crate::controller::{
     ControllerError, CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams,
     VolumeHealth,
 };
-use crate::in_flight::InFlight;
 use crate::names::{VolumeName, validate_csi_name};
+use crate::operations::{Operations, caller_deadline};
 use crate::proto::csi::controller_server::Controller;
 use crate::proto::csi::controller_service_capability::{Rpc, rpc};
 use crate::proto::csi::*;
 
 pub struct ControllerService {
     provisioner: Arc<Provisioner>,
-    in_flight: InFlight,
+    operations: Operations,
 }
 
 impl ControllerService {
     pub fn new(provisioner: Arc<Provisioner>) -> Self {
         ControllerService {
             provisioner,
-            in_flight: InFlight::new(),
+            operations: Operations::default(),
         }
     }
 }
@@ -72,6 +72,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<CreateVolumeRequest>,
     ) -> Result<Response<CreateVolumeResponse>, Status> {
+        let deadline = caller_deadline(request.metadata());
         let req = request.into_inner();
         observe("CreateVolume", &req.name, async {
             validate::required("name", &req.name)?;
@@ -93,16 +94,19 @@ impl Controller for ControllerService {
             let params = StorageClassParams::parse(&req.parameters)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let key = VolumeName::for_csi_name(&req.name).map_err(|e| invalid("name", e))?;
-            let _guard = begin(&self.in_flight, key.as_str())?;
+            let create = CreateRequest {
+                csi_name: req.name.clone(),
+                capacity,
+                params,
+            };
+            let asked = format!("{:?} {:?}", create.capacity, create.params);
+            let provisioner = Arc::clone(&self.provisioner);
             let volume = self
-                .provisioner
-                .create(&CreateRequest {
-                    csi_name: req.name.clone(),
-                    capacity,
-                    params,
+                .operations
+                .run("CreateVolume", key.as_str(), asked, deadline, async move {
+                    provisioner.create(&create).await.map_err(status)
                 })
-                .await
-                .map_err(status)?;
+                .await?;
             Ok(Response::new(CreateVolumeResponse {
                 volume: Some(to_csi(volume)),
             }))
@@ -114,11 +118,17 @@ impl Controller for ControllerService {
         &self,
         request: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        let deadline = caller_deadline(request.metadata());
         let req = request.into_inner();
         observe("DeleteVolume", &req.volume_id, async {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
-            let _guard = begin(&self.in_flight, id)?;
-            self.provisioner.delete(id).await.map_err(status)?;
+            let provisioner = Arc::clone(&self.provisioner);
+            let volume_id = id.to_string();
+            self.operations
+                .run("DeleteVolume", id, String::new(), deadline, async move {
+                    provisioner.delete(&volume_id).await.map_err(status)
+                })
+                .await?;
             Ok(Response::new(DeleteVolumeResponse {}))
         })
         .await
@@ -293,6 +303,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<ControllerExpandVolumeRequest>,
     ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
+        let deadline = caller_deadline(request.metadata());
         let req = request.into_inner();
         observe("ControllerExpandVolume", &req.volume_id, async {
             let id = validate::volume_id("volume_id", &req.volume_id)?;
@@ -311,12 +322,23 @@ impl Controller for ControllerService {
                 validate::capability(capability)
                     .map_err(|u| invalid("volume_capability", u.to_string()))?;
             }
-            let _guard = begin(&self.in_flight, id)?;
+            let provisioner = Arc::clone(&self.provisioner);
+            let volume_id = id.to_string();
             let bytes = self
-                .provisioner
-                .expand(id, capacity)
-                .await
-                .map_err(status)?;
+                .operations
+                .run(
+                    "ControllerExpandVolume",
+                    id,
+                    format!("{capacity:?}"),
+                    deadline,
+                    async move {
+                        provisioner
+                            .expand(&volume_id, capacity)
+                            .await
+                            .map_err(status)
+                    },
+                )
+                .await?;
             Ok(Response::new(ControllerExpandVolumeResponse {
                 capacity_bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
                 // The quota limit is the whole story: FUSE clients see it at once.

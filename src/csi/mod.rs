@@ -1,5 +1,7 @@
 //! gRPC adapters, one file per CSI service. Each RPC validates its request,
-//! takes the volume's in-flight guard, calls the logic and maps the error.
+//! takes the volume's in-flight guard (node) or runs as an operation of its
+//! own that outlives its caller (controller: [`crate::operations`]), calls
+//! the logic and maps the error.
 
 pub mod authority;
 pub mod controller;
@@ -67,7 +69,14 @@ pub async fn observe<T>(
     rpc: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     let started = Instant::now();
+    let mut unanswered = Unanswered {
+        method,
+        volume,
+        started,
+        answered: false,
+    };
     let result = rpc.await;
+    unanswered.answered = true;
     let took = started.elapsed();
     let code = match &result {
         Ok(_) => Code::Ok,
@@ -91,6 +100,36 @@ pub async fn observe<T>(
         ),
     }
     result
+}
+
+/// Logs a request whose caller went away (its connection closed, or its
+/// deadline passed in tonic's own timer) before the answer: tonic then drops
+/// the handler, and without this the request would leave no trace.
+/// Operations that outlive their callers ([`crate::operations`]) log their
+/// end themselves.
+struct Unanswered<'a> {
+    method: &'static str,
+    volume: &'a str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let took = self.started.elapsed();
+        crate::metrics::record_rpc(self.method, Code::Cancelled, took);
+        let volume: String = self.volume.chars().take(128).collect();
+        tracing::warn!(
+            method = self.method,
+            volume = ?volume,
+            duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            code = "Cancelled",
+            "rpc: the caller went away before the answer"
+        );
+    }
 }
 
 /// For RPCs the driver does not offer (and does not advertise).

@@ -5,6 +5,8 @@
 //! SIGTERM from the kernel (PR_SET_PDEATHSIG).
 #![allow(dead_code)]
 
+pub mod churn;
+pub mod controller;
 pub mod drills;
 pub mod pods;
 pub mod runtime;
