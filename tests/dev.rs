@@ -177,3 +177,457 @@ fn brick_processes(state: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+/// How a dev run is killed.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// The driver process alone (the reaper in front of it lives on).
+    Driver,
+    /// The process the user started: the reaper, so the driver gets
+    /// SIGTERM from the kernel and tears down by itself (without a reaper
+    /// for the FUSE clients it ends).
+    Reaper,
+    /// Everything in dev's process group at once (`kill -9 -PGID`):
+    /// reaper, driver and its glusterds.
+    Group,
+    /// The driver, in the middle of writing its description, as a kill
+    /// could catch the truncate-then-write save dev had before (the next
+    /// run then skipped its cleanup and failed on the old working
+    /// directories, leaving the old lock file and aliases).
+    DriverWhileWritingItsDescription,
+}
+
+/// Killed with SIGKILL while a replica-3 volume is staged and published:
+/// the FUSE client, bricks and self-heal daemons live on. The next run in
+/// the same state directory ends all of it, serves, and its own teardown
+/// leaves nothing.
+async fn killed_with_a_published_volume(kill: Kill) {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let mut first = DevDriver::start_in(&state).await;
+    let volume = create_volume(&first, &pvc_name()).await;
+    // Kubelet paths that outlive `first`, so its slot is given back before
+    // the next run takes one.
+    let kubelet = tempfile::tempdir().unwrap();
+    let staging = kubelet.path().join("globalmount");
+    std::fs::create_dir(&staging).unwrap();
+    let target = kubelet.path().join("mount");
+    stage_and_publish(&mut first.node(), &volume, &staging, &target).await;
+    std::fs::write(target.join("written-before-the-kill"), "x").unwrap();
+    let old = Footprint::of(&first.cluster, &[&staging]);
+    assert!(
+        old.processes.iter().any(|p| p.is_fuse_client),
+        "a FUSE client serves the staging path: {:?}",
+        old.processes
+    );
+    // 3 glusterd, 3 bricks, 3 self-heal daemons, the FUSE client.
+    assert!(old.processes.len() >= 10, "{:?}", old.processes);
+    let _old_guard = old.end_on_panic();
+
+    let driver = first.pid() as i32;
+    match kill {
+        Kill::Driver => sigkill(driver),
+        Kill::Reaper => {
+            sigkill(parent_of(driver));
+            // Until it has torn down, the state directory is still in use.
+            let old_driver = RunProcess::read(driver).unwrap();
+            wait_until(Duration::from_secs(60), || !old_driver.alive());
+        }
+        Kill::Group => {
+            sigkill(parent_of(driver));
+            sigkill(driver);
+            for server in &first.cluster.servers {
+                sigkill(server.glusterd_pid.unwrap() as i32);
+            }
+        }
+        Kill::DriverWhileWritingItsDescription => {
+            sigkill(driver);
+            let description = state.join("cluster.json");
+            let text = std::fs::read(&description).unwrap();
+            std::fs::write(&description, &text[..text.len() / 2]).unwrap();
+        }
+    }
+    first.wait_exit();
+    drop(first);
+
+    let second = DevDriver::start_in(&state).await;
+    old.assert_gone(Some(&second.cluster));
+    assert!(mounts_at(&staging).is_empty(), "the staging mount is gone");
+    assert!(mounts_at(&target).is_empty(), "the published mount is gone");
+    let served = create_volume(&second, &pvc_name()).await;
+    assert_eq!(
+        second.volume_names(),
+        [served.volume_id],
+        "volumes do not survive a restart"
+    );
+    let new = Footprint::of(&second.cluster, &[]);
+    drop(second);
+    new.assert_gone_after_teardown();
+    assert!(
+        !state.exists(),
+        "the last teardown removes the state directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_driver_killed_with_a_published_volume_is_cleaned_up_by_the_next_run() {
+    killed_with_a_published_volume(Kill::Driver).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_reaper_killed_with_a_published_volume_is_cleaned_up_by_the_next_run() {
+    killed_with_a_published_volume(Kill::Reaper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_process_group_killed_with_a_published_volume_is_cleaned_up_by_the_next_run() {
+    killed_with_a_published_volume(Kill::Group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_killed_while_writing_its_description_is_cleaned_up_by_the_next_run() {
+    killed_with_a_published_volume(Kill::DriverWhileWritingItsDescription).await;
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(") ").unwrap().1;
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// SIGKILL while dev starts (description written, glusterds starting or
+/// started): the next run in the same state directory cleans up and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_killed_during_start_up_is_cleaned_up_by_the_next_one() {
+    // Right after the description names the servers, and once every
+    // glusterd of it was started.
+    for started in [0, 3] {
+        let home = tempfile::tempdir().unwrap();
+        let state = home.path().join("state");
+        let mut starting = Command::new(BINARY)
+            .args(["dev", "--state-dir"])
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reaper = starting.id();
+        let description = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut seen = None;
+                wait_until(Duration::from_secs(60), || {
+                    seen = glusterfs_csi::dev::ClusterDescription::load(&state)
+                        .ok()
+                        .filter(|d| {
+                            d.servers
+                                .iter()
+                                .filter(|s| s.glusterd_pid.is_some())
+                                .count()
+                                >= started
+                        });
+                    seen.is_some()
+                });
+                seen.unwrap()
+            })
+            .await
+            .unwrap()
+        };
+        let driver = driver_of(reaper);
+        let old = Footprint::of(&description, &[]);
+        let _old_guard = old.end_on_panic();
+        sigkill(driver);
+        starting.wait().unwrap();
+
+        let second = DevDriver::start_in(&state).await;
+        old.assert_gone(Some(&second.cluster));
+        let served = create_volume(&second, &pvc_name()).await;
+        assert_eq!(second.volume_names(), [served.volume_id]);
+        let new = Footprint::of(&second.cluster, &[]);
+        drop(second);
+        new.assert_gone_after_teardown();
+        assert!(
+            !state.exists(),
+            "killed after {started} glusterds: state left"
+        );
+    }
+}
+
+/// SIGKILL in the middle of a teardown (SIGTERM first, with a volume
+/// published): the next run finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_killed_during_teardown_is_cleaned_up_by_the_next_one() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let mut first = DevDriver::start_in(&state).await;
+    let volume = create_volume(&first, &pvc_name()).await;
+    let kubelet = tempfile::tempdir().unwrap();
+    let staging = kubelet.path().join("globalmount");
+    std::fs::create_dir(&staging).unwrap();
+    let target = kubelet.path().join("mount");
+    stage_and_publish(&mut first.node(), &volume, &staging, &target).await;
+    let old = Footprint::of(&first.cluster, &[&staging]);
+    let _old_guard = old.end_on_panic();
+    let driver = first.pid() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(driver),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    {
+        let first = &first;
+        wait_until(Duration::from_secs(30), || {
+            first.log().contains("dev cluster: tearing down")
+        });
+    }
+    sigkill(driver);
+    first.wait_exit();
+    drop(first);
+
+    let second = DevDriver::start_in(&state).await;
+    old.assert_gone(Some(&second.cluster));
+    assert!(mounts_at(&target).is_empty(), "the published mount is gone");
+    let served = create_volume(&second, &pvc_name()).await;
+    assert_eq!(second.volume_names(), [served.volume_id]);
+    let new = Footprint::of(&second.cluster, &[]);
+    drop(second);
+    new.assert_gone_after_teardown();
+    assert!(!state.exists());
+}
+
+/// The dev driver a reaper started (its child named `glusterfs-csi`).
+fn driver_of(reaper: u32) -> i32 {
+    let mut driver = None;
+    wait_until(Duration::from_secs(10), || {
+        driver = std::fs::read_to_string(format!("/proc/{reaper}/task/{reaper}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "glusterfs-csi")
+            });
+        driver.is_some()
+    });
+    driver.unwrap()
+}
+
+/// A process of a dev run, recorded with its whole command line so a reused
+/// pid is never mistaken for it.
+#[derive(Debug, Clone)]
+struct RunProcess {
+    pid: i32,
+    argv: Vec<String>,
+    is_fuse_client: bool,
+}
+
+impl RunProcess {
+    fn read(pid: i32) -> Option<RunProcess> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        (!argv.is_empty()).then_some(RunProcess {
+            pid,
+            argv,
+            is_fuse_client: false,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        alive(self.pid) && RunProcess::read(self.pid).is_some_and(|now| now.argv == self.argv)
+    }
+}
+
+/// What a dev run has made on the machine, recorded from its description
+/// and the pid files under its state directory, not by matching text.
+#[derive(Clone)]
+struct Footprint {
+    description: glusterfs_csi::dev::ClusterDescription,
+    block_lock: PathBuf,
+    processes: Vec<RunProcess>,
+}
+
+impl Footprint {
+    /// Its glusterds (by the pids dev recorded), the daemons whose pid files
+    /// lie in its state directory, and the FUSE clients serving `mounts`.
+    fn of(description: &glusterfs_csi::dev::ClusterDescription, mounts: &[&Path]) -> Footprint {
+        let mut pids: Vec<i32> = description
+            .servers
+            .iter()
+            .filter_map(|s| s.glusterd_pid.map(|p| p as i32))
+            .collect();
+        pids.extend(pid_files(&description.state_dir.join("nodes")));
+        // A stale pid file may name a pid reused since: gluster daemons only.
+        let mut processes: Vec<RunProcess> = pids
+            .into_iter()
+            .filter_map(RunProcess::read)
+            .filter(|p| {
+                Path::new(&p.argv[0])
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| matches!(n, "glusterd" | "glusterfsd" | "glusterfs"))
+            })
+            .collect();
+        processes.extend(fuse_clients(mounts));
+        processes.sort_by_key(|p| p.pid);
+        processes.dedup_by_key(|p| p.pid);
+        let prefix = description.servers[0]
+            .address
+            .rsplit_once('.')
+            .unwrap()
+            .0
+            .to_string();
+        Footprint {
+            description: description.clone(),
+            block_lock: Path::new("/run/glusterfs-csi-dev").join(format!("{prefix}.lock")),
+            processes,
+        }
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.description.addresses()
+    }
+
+    /// Nothing of this run is left; `next` is the run that cleaned up (it
+    /// may have taken the same address block again).
+    fn assert_gone(&self, next: Option<&glusterfs_csi::dev::ClusterDescription>) {
+        let reused = next.is_some_and(|next| next.addresses() == self.addresses());
+        let running: Vec<_> = self.processes.iter().filter(|p| p.alive()).collect();
+        assert!(running.is_empty(), "still running: {running:?}");
+        let mounts = gluster_mounts_of(&self.addresses());
+        assert!(mounts.is_empty(), "FUSE mounts left: {mounts:?}");
+        if !reused {
+            let on_lo = lo_addresses();
+            let left: Vec<_> = self
+                .addresses()
+                .into_iter()
+                .filter(|a| on_lo.contains(a))
+                .collect();
+            assert!(left.is_empty(), "aliases left on lo: {left:?}");
+            assert!(
+                !self.block_lock.exists(),
+                "{} left",
+                self.block_lock.display()
+            );
+        }
+    }
+
+    /// After the run's own teardown.
+    fn assert_gone_after_teardown(&self) {
+        self.assert_gone(None);
+    }
+
+    /// A guard that ends what is left of this run if the test panics.
+    fn end_on_panic(&self) -> EndOnPanic {
+        EndOnPanic(self.clone())
+    }
+}
+
+struct EndOnPanic(Footprint);
+
+impl Drop for EndOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let description = self.0.description.clone();
+        // Its own runtime: this may run inside the test's.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(glusterfs_csi::dev::cluster::end_cluster(
+                    &description,
+                    &mut [],
+                ))
+        })
+        .join();
+        for process in self.0.processes.iter().filter(|p| p.alive()) {
+            sigkill(process.pid);
+        }
+        let _ = std::fs::remove_file(&self.0.block_lock);
+    }
+}
+
+/// Pids in the `*.pid` files under `dir`.
+fn pid_files(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "pid") => {
+                    if let Some(pid) = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                    {
+                        pids.push(pid);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    pids
+}
+
+/// The glusterfs FUSE clients whose mount point (their last argument) is
+/// one of `mounts`.
+fn fuse_clients(mounts: &[&Path]) -> Vec<RunProcess> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| RunProcess::read(e.file_name().to_str()?.parse().ok()?))
+        .filter(|p| {
+            Path::new(&p.argv[0]).file_name() == Some("glusterfs".as_ref())
+                && p.argv
+                    .last()
+                    .is_some_and(|last| mounts.iter().any(|m| Path::new(last) == *m))
+        })
+        .map(|p| RunProcess {
+            is_fuse_client: true,
+            ..p
+        })
+        .collect()
+}
+
+/// Gluster FUSE mounts (bind mounts included) served by one of `addresses`.
+fn gluster_mounts_of(addresses: &[String]) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    glusterfs_csi::mount::mountinfo::parse(&text)
+        .into_iter()
+        .filter(|m| {
+            m.is_glusterfs()
+                && m.source
+                    .split_once(':')
+                    .is_some_and(|(host, _)| addresses.iter().any(|a| a == host))
+        })
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+/// The IPv4 addresses on `lo`, exactly.
+fn lo_addresses() -> Vec<String> {
+    let output = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", "lo"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet")?;
+            Some(words.next()?.split('/').next()?.to_string())
+        })
+        .collect()
+}

@@ -26,15 +26,19 @@ use crate::gluster::xml::Envelope;
 const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
 const GLUSTER_FIXED_RUN_DIR: &str = "/var/run/gluster";
 const DESCRIPTION: &str = "cluster.json";
+/// Written in full, then renamed over [`DESCRIPTION`].
+const DESCRIPTION_DRAFT: &str = "cluster.json.new";
 /// In every state directory dev made; no other directory is ever used.
 const MARKER: &str = ".glusterfs-csi-dev";
 /// What dev makes in its state directory, and so what teardown removes.
-const MADE: [&str; 7] = [
+/// The description goes last: it is what a later run cleans up by.
+const MADE: [&str; 8] = [
     "nodes",
     "node",
     "bricks",
     "logs",
     "csi.sock",
+    DESCRIPTION_DRAFT,
     DESCRIPTION,
     ".lock",
 ];
@@ -82,17 +86,21 @@ impl ClusterDescription {
         serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 
+    /// Replaces the description whole: a run killed at any moment leaves
+    /// the previous one or this one, never a truncated file.
     fn save(&self) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let draft = self.state_dir.join(DESCRIPTION_DRAFT);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(self.state_dir.join(DESCRIPTION))?;
-        file.write_all(text.as_bytes())
+            .open(&draft)?;
+        file.write_all(text.as_bytes())?;
+        std::fs::rename(&draft, self.state_dir.join(DESCRIPTION))
     }
 
     pub fn addresses(&self) -> Vec<String> {
@@ -125,12 +133,13 @@ impl DevCluster {
                 state_dir.display()
             )
         })?;
-        // Holding the lock, a description left here is from a run that died.
-        if let Ok(stale) = ClusterDescription::load(&state_dir) {
+        // Holding the lock, anything made here is from a run that died.
+        if let Some(stale) = earlier_run(&state_dir) {
             tracing::warn!(state_dir = %state_dir.display(), "cleaning up after an earlier dev run that did not finish");
             end_cluster(&stale, &mut []).await;
-            remove_made(&stale.state_dir);
+            // Before the description goes: without it nobody would find it.
             let _ = std::fs::remove_file(lock_path(&block_prefix(&stale)));
+            remove_made(&stale.state_dir);
         }
         let (prefix, lock) = claim_address_block(nodes)?;
         let description = ClusterDescription {
@@ -144,7 +153,10 @@ impl DevCluster {
                 .collect(),
             state_dir: state_dir.clone(),
         };
-        description.save()?;
+        if let Err(e) = description.save() {
+            let _ = std::fs::remove_file(lock_path(&prefix));
+            return Err(e.into());
+        }
         let mut cluster = DevCluster {
             description,
             glusterds: Vec::new(),
@@ -208,15 +220,79 @@ impl DevCluster {
 
     pub async fn teardown(mut self) {
         end_cluster(&self.description, &mut self.glusterds).await;
+        // Before the description goes: killed in between, the next run
+        // still finds the block's lock file by it.
+        let _ = std::fs::remove_file(lock_path(&block_prefix(&self.description)));
         let state = &self.description.state_dir;
         remove_made(state);
         let _ = std::fs::remove_file(state.join(".lock"));
         let _ = std::fs::remove_file(state.join(MARKER));
         // Only if nothing else was put there.
         let _ = std::fs::remove_dir(state);
-        let lock = lock_path(&block_prefix(&self.description));
-        let _ = std::fs::remove_file(lock);
     }
+}
+
+/// What an earlier run in `state_dir` (which we hold) left to clean up: its
+/// description; or, when that cannot be read (a run killed while writing it,
+/// before writes were atomic), what the state directory itself shows: its
+/// daemons' files and, by the brick directory each server has, its
+/// addresses, if no other run holds their block. Without this a rerun would
+/// skip the cleanup and start glusterd on the old working directories.
+fn earlier_run(state_dir: &Path) -> Option<ClusterDescription> {
+    let error = match ClusterDescription::load(state_dir) {
+        Ok(description) => return Some(description),
+        Err(e) => e,
+    };
+    let made = MADE
+        .iter()
+        .filter(|m| !matches!(**m, ".lock" | DESCRIPTION))
+        .any(|m| std::fs::symlink_metadata(state_dir.join(m)).is_ok());
+    if error.kind() == std::io::ErrorKind::NotFound && !made {
+        return None;
+    }
+    tracing::warn!(state_dir = %state_dir.display(), %error, "the earlier run's description is unreadable; cleaning up by what its state directory shows");
+    let servers = recorded_servers(state_dir)
+        .filter(|(prefix, _)| {
+            // A block someone holds now is theirs, whatever is left here.
+            lock_exclusively(&lock_path(prefix)).is_ok()
+        })
+        .map(|(prefix, numbers)| {
+            numbers
+                .into_iter()
+                .map(|n| server_description(state_dir, &prefix, n))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ClusterDescription {
+        state_dir: state_dir.to_path_buf(),
+        csi_socket: state_dir.join("csi.sock"),
+        brick_root: state_dir.join("bricks"),
+        mount_log_dir: state_dir.join("logs/mounts"),
+        brick_agent_port: 0,
+        brick_agent_token: String::new(),
+        servers,
+    })
+}
+
+/// The address block and server numbers named by `<state>/bricks/<address>`
+/// (one directory per server, made before its alias).
+fn recorded_servers(state_dir: &Path) -> Option<(String, Vec<usize>)> {
+    let mut addresses: Vec<[u8; 4]> = std::fs::read_dir(state_dir.join("bricks"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<std::net::Ipv4Addr>().ok())
+        .map(|a| a.octets())
+        // Only what claim_address_block hands out: 127.(100..250).(1..=250).n
+        .filter(|[a, b, c, _]| *a == 127 && *b >= 100 && *c >= 1)
+        .collect();
+    addresses.sort();
+    let [a, b, c, _] = *addresses.first()?;
+    let numbers = addresses
+        .iter()
+        .filter(|x| x[..3] == [a, b, c])
+        .map(|x| usize::from(x[3]))
+        .collect();
+    Some((format!("{a}.{b}.{c}"), numbers))
 }
 
 /// Uses `path` as a state directory only if dev made it: a path that does
@@ -720,6 +796,44 @@ mod tests {
             std::fs::read_to_string(dir.path().join("precious")).unwrap(),
             "keep"
         );
+    }
+
+    #[test]
+    fn servers_are_read_back_from_their_brick_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_servers(dir.path()), None);
+        for name in [
+            "127.130.7.2",
+            "127.130.7.1",
+            "127.0.0.1",
+            "lost+found",
+            "127.130.7.3",
+        ] {
+            std::fs::create_dir_all(dir.path().join("bricks").join(name)).unwrap();
+        }
+        assert_eq!(
+            recorded_servers(dir.path()),
+            Some(("127.130.7".to_string(), vec![1, 2, 3]))
+        );
+    }
+
+    #[test]
+    fn a_saved_description_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let description = ClusterDescription {
+            state_dir: dir.path().to_path_buf(),
+            csi_socket: dir.path().join("csi.sock"),
+            brick_root: dir.path().join("bricks"),
+            mount_log_dir: dir.path().join("logs/mounts"),
+            brick_agent_port: 0,
+            brick_agent_token: "t".into(),
+            servers: vec![server_description(dir.path(), "127.130.7", 1)],
+        };
+        description.save().unwrap();
+        description.save().unwrap();
+        let read = ClusterDescription::load(dir.path()).unwrap();
+        assert_eq!(read.addresses(), ["127.130.7.1"]);
+        assert!(!dir.path().join(DESCRIPTION_DRAFT).exists());
     }
 
     #[test]

@@ -311,7 +311,10 @@ impl DevDriver {
 impl Drop for DevDriver {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        // Once reaped (a test waited for it), its pid may be someone else's.
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.child.try_wait() {
