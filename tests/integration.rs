@@ -819,9 +819,10 @@ async fn placement_and_compatibility_rules() {
     }
 }
 
-/// A second request for a volume whose request is still running: ABORTED.
+/// While a DeleteVolume runs, its retry joins it (and gets its answer) and
+/// any other request for the volume is ABORTED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_for_one_volume_are_aborted() {
+async fn a_retry_joins_the_running_operation_and_other_requests_are_aborted() {
     let driver = DevDriver::start().await;
     let mut controller = driver.controller();
     let volume = controller
@@ -848,10 +849,16 @@ async fn concurrent_requests_for_one_volume_are_aborted() {
     });
     mark_seen.await.unwrap();
     let err = controller
-        .delete_volume(delete_request(&id))
+        .create_volume(create_request(&volume.volume_id["csi-".len()..], &[]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(err.message().contains("DeleteVolume"), "{err:?}");
+    controller.delete_volume(delete_request(&id)).await.unwrap();
+    assert!(
+        driver.volume_names().is_empty(),
+        "the retry answered once the delete it joined was done"
+    );
     deleting.await.unwrap().unwrap();
     controller.delete_volume(delete_request(&id)).await.unwrap();
 }
