@@ -63,16 +63,20 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
         Some(provisioner.glusterd()),
         PathBuf::from("glusterfs"),
     ));
+    let controller = ControllerService::new(provisioner.clone());
+    let operations = controller.operations();
     let services = Services {
         identity: IdentityService::new(
             args.common.driver_name.clone(),
             Some(provisioner.clone()),
             None,
         ),
-        controller: Some(ControllerService::new(provisioner)),
+        controller: Some(controller),
         node: None,
     };
-    csi::serve(listener, services, shutdown_signal()).await?;
+    let served = csi::serve(listener, services, shutdown_signal()).await;
+    operations.drain(crate::operations::SHUTDOWN_GRACE).await;
+    served?;
     Ok(())
 }
 

@@ -25,6 +25,10 @@ use tonic::Status;
 /// (a glusterd that stopped answering): far beyond any caller's deadline.
 pub const OPERATION_LIMIT: Duration = Duration::from_secs(300);
 
+/// How long a stopping controller waits for running operations: within
+/// Kubernetes' default termination grace period of 30 s.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// How long a finished operation's result is kept for its retry.
 pub const RESULT_KEPT: Duration = Duration::from_secs(60);
 
@@ -205,6 +209,32 @@ impl Operations {
             let _ = sender.send(Some(outcome));
         });
         Ok(receiver)
+    }
+
+    /// On shutdown: waits up to `grace` for the running operations to end,
+    /// so a SIGTERM (an upgrade, a drain) does not cut gluster work short
+    /// where it can be avoided. Returns how many were left unfinished.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let until = Instant::now() + grace;
+        let mut told = false;
+        loop {
+            let running = self.running();
+            if running == 0 {
+                return 0;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(
+                    running,
+                    "exiting with operations unfinished; their retries finish them"
+                );
+                return running;
+            }
+            if !told {
+                tracing::info!(running, "waiting for running operations to finish");
+                told = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Operations running now (for tests and logs).
@@ -446,6 +476,26 @@ mod tests {
             "{status:?}"
         );
         assert_eq!(ops.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_running_operations_within_its_grace() {
+        let ops = Operations::default();
+        let (release, released) = oneshot::channel::<()>();
+        let caller = ops.run(
+            "DeleteVolume",
+            "v",
+            String::new(),
+            Some(Duration::from_millis(10)),
+            async move {
+                let _ = released.await;
+                Ok::<(), Status>(())
+            },
+        );
+        assert!(caller.await.is_err());
+        assert_eq!(ops.drain(Duration::from_millis(30)).await, 1);
+        let _ = release.send(());
+        assert_eq!(ops.drain(Duration::from_secs(5)).await, 0);
     }
 
     #[tokio::test]

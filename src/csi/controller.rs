@@ -28,6 +28,11 @@ impl ControllerService {
             operations: Operations::default(),
         }
     }
+
+    /// The operations this service runs (for the drain at shutdown).
+    pub fn operations(&self) -> Operations {
+        self.operations.clone()
+    }
 }
 
 /// Advertised, and nothing else: every other RPC answers UNIMPLEMENTED.

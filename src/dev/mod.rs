@@ -141,13 +141,15 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
         Some(provisioner.glusterd()),
         std::path::PathBuf::from("glusterfs"),
     ));
+    let controller = ControllerService::new(provisioner.clone());
+    let operations = controller.operations();
     let services = Services {
         identity: IdentityService::new(
             args.driver_name.clone(),
             Some(provisioner.clone()),
             Some(volumes.clone()),
         ),
-        controller: Some(ControllerService::new(provisioner)),
+        controller: Some(controller),
         node: Some(NodeService::new(volumes)),
     };
     tracing::info!(
@@ -158,6 +160,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
         "dev cluster ready"
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
+    operations.drain(crate::operations::SHUTDOWN_GRACE).await;
     watcher.abort();
     // Before the cluster goes, which it would count as failed surveys.
     if let Some(survey) = survey {
