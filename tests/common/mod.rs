@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod drills;
+pub mod netns;
 pub mod pods;
 pub mod runtime;
 
