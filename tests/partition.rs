@@ -243,7 +243,7 @@ async fn a_silent_server_stalls_writes_for_the_ping_timeout_then_heals() {
 
     unpublish_and_unstage(&mut node, &volume, &staging, &target).await;
     let deleted_at = Instant::now();
-    delete_when_free(&mut controller, &volume).await;
+    delete_when_free(&mut controller, &volume, &s1, &staging).await;
     eprintln!(
         "DeleteVolume after heal succeeded in {:?}",
         deleted_at.elapsed()
@@ -525,6 +525,26 @@ fn summarize_volume_status(xml: &str) -> String {
         .join("; ")
 }
 
+/// Per brick, the clients `volume status V clients` lists.
+fn summarize_clients(xml: &str) -> String {
+    xml.split("<node>")
+        .skip(1)
+        .map(|node| {
+            let clients: Vec<&str> = node
+                .split("<client>")
+                .skip(1)
+                .filter_map(|c| between(c, "<hostname>", "</hostname>"))
+                .collect();
+            format!(
+                "{} [{}]",
+                between(node, "<hostname>", "</hostname>").unwrap_or("?"),
+                clients.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `glfsheal V info-summary` through server 1's socket (the CLI's `heal
 /// info` would look for the default socket).
 fn heal_summary(socket: &Path, volume: &str) -> Option<String> {
@@ -581,8 +601,11 @@ fn checksums(root: &Path) -> Vec<(PathBuf, String)> {
 async fn delete_when_free(
     controller: &mut ControllerClient<tonic::transport::Channel>,
     volume: &glusterfs_csi::proto::csi::Volume,
+    socket: &Path,
+    staging: &Path,
 ) {
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut next_report = Instant::now();
     loop {
         match controller
             .delete_volume(delete_volume_request(volume))
@@ -598,6 +621,21 @@ async fn delete_when_free(
                 ) && Instant::now() < deadline =>
             {
                 eprintln!("DeleteVolume after heal: {:?}: {}", e.code(), e.message());
+                if e.message().contains("in use") && Instant::now() >= next_report {
+                    next_report = Instant::now() + Duration::from_secs(30);
+                    let name = volume.volume_context["volume"].clone();
+                    let socket = socket.to_path_buf();
+                    let clients = tokio::task::spawn_blocking(move || {
+                        gluster_bounded(&socket, &["volume", "status", &name, "clients"]).1
+                    })
+                    .await
+                    .unwrap();
+                    eprintln!(
+                        "  clients by brick: {}; FUSE client of the staging path: {:?}",
+                        summarize_clients(&clients),
+                        common::pods::fuse_client_of(staging)
+                    );
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => panic!("DeleteVolume {}: {e:?}", volume.volume_id),
