@@ -86,6 +86,12 @@ async fn a_silent_server_stalls_writes_for_the_ping_timeout_then_heals() {
         .unwrap();
     let volume_name = volume.volume_context["volume"].clone();
     let kubelet = cluster.state.path().join("kubelet");
+    std::fs::create_dir_all(&kubelet).unwrap();
+    // Shared, as a kubelet's directory is: a mount namespace made while the
+    // volume is mounted (any glusterd started meanwhile on this machine,
+    // other tests' too) gets a copy that our unmount must reach, or that
+    // copy keeps the FUSE client, and the volume "in use", alive (seen).
+    let shared = common::runtime::SharedKubeletDir::new(&kubelet);
     let staging = kubelet.join(format!("plugins/{name}/globalmount"));
     std::fs::create_dir_all(&staging).unwrap();
     let target = kubelet.join(format!("pods/writer/volumes/{name}/mount"));
@@ -257,6 +263,7 @@ async fn a_silent_server_stalls_writes_for_the_ping_timeout_then_heals() {
         .unwrap();
     }
 
+    drop(shared);
     let (id, bridge, state) = (
         cluster.id.clone(),
         cluster.bridge.clone(),

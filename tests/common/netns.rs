@@ -180,6 +180,9 @@ impl NetnsCluster {
             // mount namespace has it.
             let root = brick_dir_root.to_string_lossy().into_owned();
             run("mount", &["--bind", &root, &root]);
+            // Shared, so the unmount at teardown also reaches copies in
+            // mount namespaces made meanwhile.
+            run("mount", &["--make-shared", &root]);
             self.brick_roots_mounted.push(brick_dir_root.clone());
             self.servers.push(NetnsServer {
                 address,
