@@ -8,6 +8,7 @@
 pub mod churn;
 pub mod controller;
 pub mod drills;
+pub mod netns;
 pub mod pods;
 pub mod runtime;
 
