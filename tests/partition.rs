@@ -14,15 +14,13 @@
 //! throughput under partition. A partitioned server here is only silent on
 //! the network; its processes keep running and its bricks keep their data.
 //!
-//! The LAST assertion is the behaviour issue 10 wants from DeleteVolume
-//! during a partition (UNAVAILABLE naming the silent peer, within the
-//! client's 10 s deadline). The controller change is made elsewhere; until
-//! it lands the test fails there, after everything else has passed and the
-//! pool is gone. Measured against the controller of this branch: the
-//! in-use check (`volume status V clients`) hangs on the silent peer and
-//! the client's deadline ends the call (CANCELLED after 10 s), while
+//! The LAST assertion: DeleteVolume during the partition answers
+//! UNAVAILABLE naming the silent server within the client's 10 s deadline.
 //! glusterd's `peer status` calls the peer connected for the whole
-//! partition (80 s and more).
+//! partition (80 s and more) and its transactions wait on it for minutes
+//! (`volume stop` timed out after 120 s), so the controller asks every
+//! server of the volume (its brick agent) for an answer within 5 s before
+//! it asks glusterd anything that would wait.
 //!
 //! Needs root, glusterfs-server, /dev/fuse, python3, ip, nsenter, nft.
 
@@ -290,7 +288,7 @@ async fn a_silent_server_stalls_writes_for_the_ping_timeout_then_heals() {
     assert_eq!(
         (status.code(), status.message().contains(&s3)),
         (tonic::Code::Unavailable, true),
-        "DESIRED (issue 10, controller change pending): UNAVAILABLE naming {s3}; got {:?}: {}",
+        "UNAVAILABLE naming {s3}; got {:?}: {}",
         status.code(),
         status.message()
     );

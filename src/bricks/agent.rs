@@ -222,10 +222,24 @@ async fn authorize(
     let path_str = path.to_string_lossy();
     match glusterd.volume(volume.as_str()).await.map_err(gluster)? {
         Some(info) => {
-            if !matches!(Ownership::of(&info), Ownership::Ours { deleting: true, .. }) {
-                return Err(Status::failed_precondition(format!(
-                    "gluster volume {volume} is not marked for deletion by this driver"
-                )));
+            match Ownership::of(&info) {
+                Ownership::Ours { deleting: true, .. } => {}
+                // The controller marks before it asks; a server whose
+                // glusterd was cut off catches up with the pool's options
+                // only after it reconnects: worth asking again.
+                Ownership::Ours {
+                    deleting: false, ..
+                } => {
+                    return Err(Status::aborted(format!(
+                        "gluster volume {volume} is not marked for deletion on this server's \
+                         glusterd yet"
+                    )));
+                }
+                Ownership::Unmarked | Ownership::Foreign => {
+                    return Err(Status::failed_precondition(format!(
+                        "gluster volume {volume} is not marked for deletion by this driver"
+                    )));
+                }
             }
             if info.status == VolumeStatus::Started {
                 // Marked for deletion, so its stop is on the way (or this

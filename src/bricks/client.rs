@@ -46,6 +46,11 @@ impl AgentBrickServers {
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(3))
             .timeout(AGENT_TIMEOUT)
+            // A connection to a server that went silent (packets dropped)
+            // is found dead and replaced, not waited on after it is back.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         channels.insert(host.to_string(), channel.clone());
         Ok(channel)

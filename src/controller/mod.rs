@@ -49,6 +49,12 @@ pub const HEALTH_PARALLELISM: usize = 4;
 /// an earlier attempt's stop may still be running).
 pub const STOP_SETTLE: Duration = Duration::from_secs(10);
 
+/// How long each server of a volume has to answer (its brick agent, or
+/// ssh) before the volume is deleted: glusterd does not notice a server
+/// whose packets are dropped for minutes, and would hold the volume's lock
+/// waiting for it.
+pub const PEER_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
@@ -231,6 +237,7 @@ impl Provisioner {
             return Err(ControllerError::NotOurs(name.to_string()));
         }
         self.require_all_peers().await?;
+        self.require_answers_from(&existing).await?;
         // Once marked for deletion it is stopped: nobody can be using it.
         let deleting = matches!(ownership, Ownership::Ours { deleting: true, .. });
         if existing.status == VolumeStatus::Started && !deleting {
@@ -977,6 +984,62 @@ impl Provisioner {
                 tracing::warn!(volume = %name, error = %e, "half-made brick directory left behind");
             }
         }
+    }
+
+    /// Every server with a brick of `volume` answers within
+    /// [`PEER_PATIENCE`] (any answer: it is reachable), or the delete is
+    /// UNAVAILABLE naming the silent ones, before glusterd is asked anything
+    /// that would wait on them.
+    async fn require_answers_from(&self, volume: &VolumeInfo) -> Result<(), ControllerError> {
+        let mut asked: Vec<(&str, &str)> = Vec::new();
+        for brick in &volume.bricks {
+            if asked.iter().all(|(host, _)| *host != brick.host) {
+                let root = brick.path.rsplit_once('/').map_or("/", |(root, _)| root);
+                asked.push((
+                    brick.host.as_str(),
+                    if root.is_empty() { "/" } else { root },
+                ));
+            }
+        }
+        let answers = join_all(asked.iter().map(|(host, root)| {
+            tokio::time::timeout(PEER_PATIENCE, self.bricks.check_root(host, root))
+        }))
+        .await;
+        let silent: Vec<String> = asked
+            .iter()
+            .zip(answers)
+            .filter_map(|((host, _), answer)| match answer {
+                Err(_) => Some(format!(
+                    "{host} (no answer within {} s)",
+                    PEER_PATIENCE.as_secs()
+                )),
+                Ok(Err(e))
+                    if matches!(
+                        e.code,
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    Some(format!("{host} ({})", e.message))
+                }
+                Ok(_) => None,
+            })
+            .collect();
+        if silent.is_empty() {
+            return Ok(());
+        }
+        Err(ControllerError::PeersDown(format!(
+            "gluster server{} {} of volume {} did not answer: down, or cut off from the network; \
+             nothing was changed (glusterd would wait on a silent server for minutes), retry \
+             once {} reachable",
+            if silent.len() == 1 { "" } else { "s" },
+            silent.join(", "),
+            volume.name,
+            if silent.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        )))
     }
 
     async fn require_all_peers(&self) -> Result<(), ControllerError> {

@@ -369,6 +369,33 @@ async fn a_stop_that_never_lands_on_a_server_is_aborted_and_the_retry_finishes()
 }
 
 #[tokio::test]
+async fn delete_with_a_silent_server_is_unavailable_naming_it_and_changes_nothing() {
+    let (provisioner, glusterd, bricks) = fakes::provisioner();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    glusterd.clear_writes();
+    // glusterd still calls the peer connected (dropped packets go unnoticed
+    // for minutes); its agent does not answer.
+    bricks.fail_root_checks("c");
+    let err = provisioner.delete("csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(err.to_string().contains("gluster server c "), "{err}");
+    assert!(glusterd.writes().is_empty(), "nothing changed");
+    let mut checked = bricks.checked();
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "a:/bricks",
+            "a:/bricks",
+            "b:/bricks",
+            "b:/bricks",
+            "c:/bricks"
+        ][..],
+        "at create, and once each at delete, about the brick's root"
+    );
+}
+
+#[tokio::test]
 async fn not_enough_servers() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     glusterd.disconnect("b");
