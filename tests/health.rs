@@ -233,13 +233,35 @@ async fn a_split_brain_is_abnormal_with_its_count() {
     let split = condition(&driver, &volume).await;
     assert!(split.abnormal);
     assert!(
-        split.message.starts_with("1 file in split-brain")
-            && split
-                .message
-                .contains(&format!("gluster volume heal {name} info split-brain")),
+        split
+            .message
+            .contains(&format!("gluster volume heal {name} info split-brain")),
         "{}",
         split.message
     );
+    // The file, and sometimes its directory as well (gluster's timing):
+    // the count is gluster's own, from the most affected brick.
+    let count: u64 = split
+        .message
+        .split_once(" file")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count first: {}", split.message));
+    // What `gluster volume heal V info split-brain` runs; the CLI would
+    // ask the default glusterd socket, not this cluster's.
+    let listed = std::process::Command::new(glusterfs_csi::gluster::transport::glfsheal_program())
+        .args([name.as_str(), "split-brain-info", "glusterd-sock"])
+        .arg(&driver.cluster.servers[0].glusterd_socket)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let by_gluster = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("Number of entries in split-brain: "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no counts from gluster:\n{listed}"));
+    assert!(count >= 1, "{}", split.message);
+    assert_eq!(count, by_gluster, "{}\n{listed}", split.message);
     unpublish_and_unstage(&mut driver.node(), &volume, &staging, &target).await;
 }
 
