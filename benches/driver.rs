@@ -639,23 +639,34 @@ async fn health(report: &mut Report) {
 }
 
 /// Volume churn as the external-provisioner drives it (10 s deadline,
-/// retries with backoff): 100 PVCs created and deleted by 10 workers.
+/// retries with backoff): 100 PVCs created and deleted by 10 workers, with
+/// sizes enforced (the default on 10.x) and without (the CI drill's class).
 async fn churn(report: &mut Report) {
+    for (label, parameters) in [
+        ("quota", &[][..]),
+        ("enforceCapacity false", &[("enforceCapacity", "false")][..]),
+    ] {
+        churn_with(report, label, parameters).await;
+    }
+}
+
+async fn churn_with(report: &mut Report, label: &str, parameters: &[(&str, &str)]) {
     use common::churn::{churn, quantile};
     println!(
-        "churn: 100 create/delete at concurrency 10, 10 s client deadline (fresh dev cluster)"
+        "churn ({label}): 100 create/delete at concurrency 10, 10 s client deadline (fresh dev \
+         cluster)"
     );
     let driver = DevDriver::start().await;
-    let run = churn(driver.channel.clone(), 100, 10, &[]).await;
+    let run = churn(driver.channel.clone(), 100, 10, parameters).await;
     assert!(run.errors.is_empty(), "{:#?}", run.errors);
     let seconds = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     report.add(
-        "churn: 100 create/delete at concurrency 10, wall time",
+        &format!("churn ({label}): 100 create/delete at concurrency 10, wall time"),
         seconds(run.wall),
         "",
     );
     report.add(
-        "churn: CreateVolume p50 / p99 (first attempt to success)",
+        &format!("churn ({label}): CreateVolume p50 / p99, first attempt to success"),
         format!(
             "{} / {}",
             seconds(quantile(run.creates(), 0.5)),
@@ -664,7 +675,7 @@ async fn churn(report: &mut Report) {
         "",
     );
     report.add(
-        "churn: DeleteVolume p50 / p99 (first attempt to success)",
+        &format!("churn ({label}): DeleteVolume p50 / p99, first attempt to success"),
         format!(
             "{} / {}",
             seconds(quantile(run.deletes(), 0.5)),
@@ -673,7 +684,7 @@ async fn churn(report: &mut Report) {
         "p99 < 300 s (the chart's provisioner --timeout)",
     );
     report.add(
-        "churn: client retries (DEADLINE_EXCEEDED / ABORTED / UNAVAILABLE)",
+        &format!("churn ({label}): client retries (DEADLINE_EXCEEDED / ABORTED / UNAVAILABLE)"),
         format!(
             "{} ({} / {} / {})",
             run.retries(),
@@ -684,7 +695,7 @@ async fn churn(report: &mut Report) {
         "",
     );
     report.add(
-        "churn: volumes left",
+        &format!("churn ({label}): volumes left"),
         driver.volume_names().len().to_string(),
         "0",
     );
