@@ -514,6 +514,12 @@ pub struct DevArgs {
     #[arg(long, env = "GLUSTERFS_CSI_DEV_NODES", default_value_t = 3,
           value_parser = clap::value_parser!(u8).range(1..=9))]
     pub nodes: u8,
+    /// Brick multiplexing (`cluster.brick-multiplex`): the bricks of each
+    /// server share a glusterfsd process; `--brick-multiplex=false` gives
+    /// every brick its own, as gluster does by default.
+    #[arg(long, env = "GLUSTERFS_CSI_DEV_BRICK_MULTIPLEX", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub brick_multiplex: bool,
     /// Driver name reported to the CO.
     #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
     pub driver_name: String,

@@ -49,6 +49,9 @@ struct GlusterState {
     /// What `volume get all cluster.op-version` says; `None`: glusterd
     /// cannot say (as the trait's default).
     op_versions: Option<crate::gluster::version::OpVersions>,
+    /// What `volume get all cluster.brick-multiplex` says; `None`: glusterd
+    /// cannot say (as the trait's default).
+    brick_multiplex: Option<bool>,
     /// `volume quota V enable` fails this many times.
     failing_quota_enables: u32,
     /// Bricks (`host:path`) whose process is not running.
@@ -105,6 +108,11 @@ impl FakeGlusterd {
     pub fn set_op_versions(&self, current: u32, max: u32) {
         self.state.lock().unwrap().op_versions =
             Some(crate::gluster::version::OpVersions { current, max });
+    }
+
+    /// The pool's brick multiplexing from now on.
+    pub fn multiplex_bricks(&self, on: bool) {
+        self.state.lock().unwrap().brick_multiplex = Some(on);
     }
 
     pub fn fail_next_quota_enables(&self, count: u32) {
@@ -219,6 +227,10 @@ impl Glusterd for FakeGlusterd {
         &self,
     ) -> Result<Option<crate::gluster::version::OpVersions>, GlusterError> {
         Ok(self.state.lock().unwrap().op_versions)
+    }
+
+    async fn brick_multiplex(&self) -> Result<Option<bool>, GlusterError> {
+        Ok(self.state.lock().unwrap().brick_multiplex)
     }
 
     async fn peers(&self) -> Result<Vec<Peer>, GlusterError> {

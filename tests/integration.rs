@@ -35,6 +35,18 @@ async fn lifecycle_replicates_data_and_leaves_nothing_behind() {
             && report.contains(&format!("pool_op_version={}0000 ", release.major)),
         "{report}"
     );
+    wait_until(Duration::from_secs(20), || {
+        driver.log().contains("brick multiplexing is")
+    });
+    let multiplexing = format!("brick_multiplex={}", suite_multiplexes());
+    assert!(
+        driver
+            .log()
+            .lines()
+            .any(|l| l.contains("brick multiplexing is") && l.contains(&multiplexing)),
+        "{}",
+        driver.log()
+    );
     let (mut controller, mut node) = (driver.controller(), driver.node());
     let name = pvc_name();
 
@@ -574,6 +586,15 @@ async fn twenty_parallel_creates_then_twenty_parallel_deletes() {
     }
     let info = driver.gluster(&["volume", "info"]);
     assert_eq!(info.matches("<statusStr>Started</statusStr>").count(), 20);
+    // The volumes of one StorageClass get the same options, so that with
+    // multiplexing their bricks share one process per server.
+    let processes = driver.brick_processes();
+    eprintln!("brick processes by server after 20 volumes: {processes:?}");
+    assert_eq!(processes.len(), 3, "{processes:?}");
+    for (server, pids) in &processes {
+        let expected = if suite_multiplexes() { 1 } else { 20 };
+        assert_eq!(pids.len(), expected, "{server}: {processes:?}");
+    }
     let listed = driver
         .controller()
         .list_volumes(ListVolumesRequest::default())

@@ -58,6 +58,10 @@ pub const PEER_PATIENCE: Duration = Duration::from_secs(5);
 /// Extra `volume start force` attempts after glusterd fails a start.
 const START_RETRIES: u32 = 2;
 
+/// Extra `volume stop force` attempts after glusterd fails a stop's commit
+/// (waits of 0.5, 1, 2 and 4 s).
+const STOP_RETRIES: u32 = 4;
+
 #[derive(Clone, Debug)]
 pub struct ProvisionerConfig {
     /// Brick root when a StorageClass sets none.
@@ -538,6 +542,7 @@ impl Provisioner {
             // Only now: glusterd refuses quota on a volume never started.
             if enforced {
                 self.enforce_size(name, size, false).await?;
+                self.join_shared_brick_process(name).await?;
                 self.await_quota_helpers(name).await;
             }
             Ok(())
@@ -693,8 +698,13 @@ impl Provisioner {
             tracing::warn!(volume = %name, differing = ?isolation, "volume was started before the current isolation settings; left as it is");
         }
         if enforced {
-            self.enforce_size(&name, size, existing.quota_enabled())
-                .await?;
+            let quota_was_on = existing.quota_enabled();
+            self.enforce_size(&name, size, quota_was_on).await?;
+            if !quota_was_on {
+                // Quota is turned on in the create that makes the volume,
+                // before it is handed out: nobody mounts it yet.
+                self.join_shared_brick_process(&name).await?;
+            }
             self.await_quota_helpers(&name).await;
         }
         Ok(ProvisionedVolume {
@@ -868,6 +878,27 @@ impl Provisioner {
         )))
     }
 
+    /// `volume stop force`, asked again while glusterd fails its commit:
+    /// with multiplexed bricks a server fails it ("Failed to send detach
+    /// request") for a brick that attached to its process a moment ago, and
+    /// the same stop succeeds shortly after.
+    async fn stop(&self, name: &VolumeName) -> Result<(), ControllerError> {
+        let mut result = self.glusterd.stop_volume(name.as_str(), true).await;
+        for attempt in 1..=STOP_RETRIES {
+            match &result {
+                Err(GlusterError::Rejected { message, .. }) => {
+                    tracing::warn!(volume = %name, attempt, %message, "volume stop failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                    result = self.glusterd.stop_volume(name.as_str(), true).await;
+                }
+                _ => break,
+            }
+        }
+        result.map_err(ControllerError::gluster(format!(
+            "stopping gluster volume {name}"
+        )))
+    }
+
     /// Undoes a create that failed after `volume create` succeeded.
     async fn roll_back(&self, name: &VolumeName, error: ControllerError) -> ControllerError {
         let cleanup = async {
@@ -914,12 +945,7 @@ impl Provisioner {
         // retried). Forced: after a failed start, peers can disagree on
         // whether the volume runs, and a plain stop is refused where it does
         // not.
-        self.glusterd
-            .stop_volume(name.as_str(), true)
-            .await
-            .map_err(ControllerError::gluster(format!(
-                "stopping gluster volume {name}"
-            )))?;
+        self.stop(&name).await?;
         self.remove_bricks(&name, volume).await?;
         self.glusterd
             .delete_volume(name.as_str())

@@ -107,6 +107,30 @@ impl Provisioner {
     /// volume to set the limit; both end on their own, within the command
     /// on a quiet server, seconds later on a loaded one. Left there, they
     /// would count as users to a DeleteVolume that follows at once.
+    /// With brick multiplexing, a brick joins a running brick process only
+    /// if its volume's options equal those of the volumes there, and it is
+    /// placed once, at start. A volume started before quota was on has
+    /// other options than every enforced volume already running, so it got
+    /// a process of its own; restarted now (never handed out yet: nobody
+    /// mounts it), its bricks join the enforced volumes' process. Skipped
+    /// when multiplexing is off or cannot be read.
+    pub(super) async fn join_shared_brick_process(
+        &self,
+        name: &VolumeName,
+    ) -> Result<(), ControllerError> {
+        match self.glusterd.brick_multiplex().await {
+            Ok(Some(true)) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(volume = %name, error = %e, "cannot read whether bricks are multiplexed; the new volume keeps its brick processes");
+                return Ok(());
+            }
+        }
+        tracing::debug!(volume = %name, "restarting the new volume so that its bricks join the shared brick processes");
+        self.stop(name).await?;
+        self.start(name).await
+    }
+
     pub(super) async fn await_quota_helpers(&self, name: &VolumeName) {
         let Ok(Some(volume)) = self.read(name).await else {
             return;

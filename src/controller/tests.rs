@@ -52,6 +52,70 @@ async fn create_twice_makes_one_volume() {
     assert_eq!(first.context.servers().len(), 3);
 }
 
+/// With multiplexing, an enforced volume is restarted once quota is on, so
+/// that its bricks join the process of the volumes enforced before it; never
+/// again on a retry, and not without quota or multiplexing.
+#[tokio::test]
+async fn multiplexed_enforced_volumes_are_restarted_into_the_shared_process() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    glusterd.multiplex_bricks(true);
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(
+        glusterd.writes()[3..],
+        [
+            "volume start csi-pvc-1",
+            "volume quota csi-pvc-1 enable",
+            "volume quota csi-pvc-1 limit-usage / 1073741824",
+            "volume stop csi-pvc-1 force",
+            "volume start csi-pvc-1",
+        ]
+    );
+    glusterd.clear_writes();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota csi-pvc-1 limit-usage / 1073741824"]
+    );
+    glusterd.clear_writes();
+    provisioner
+        .create(&request("pvc-2", &[("enforceCapacity", "false")]))
+        .await
+        .unwrap();
+    assert!(
+        !glusterd
+            .writes()
+            .iter()
+            .any(|w| w.starts_with("volume stop")),
+        "{:?}",
+        glusterd.writes()
+    );
+    glusterd.multiplex_bricks(false);
+    glusterd.clear_writes();
+    provisioner.create(&request("pvc-3", &[])).await.unwrap();
+    assert!(
+        !glusterd
+            .writes()
+            .iter()
+            .any(|w| w.starts_with("volume stop"))
+    );
+    // A create cut short between the start and quota: its retry turns
+    // quota on, and so restarts it.
+    glusterd.multiplex_bricks(true);
+    let marks = [(OPT_CSI_NAME, "pvc-4"), (OPT_CSI_SIZE, "1073741824")];
+    glusterd.insert(volume_info("csi-pvc-4", VolumeStatus::Started, &marks));
+    glusterd.clear_writes();
+    provisioner.create(&request("pvc-4", &[])).await.unwrap();
+    assert_eq!(
+        glusterd.writes()[1..],
+        [
+            "volume quota csi-pvc-4 enable",
+            "volume quota csi-pvc-4 limit-usage / 1073741824",
+            "volume stop csi-pvc-4 force",
+            "volume start csi-pvc-4",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_failed_start_is_finished_with_force() {
     let (provisioner, glusterd, _) = fakes::provisioner();

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 use crate::AppResult;
-use crate::gluster::GlusterdAddress;
 use crate::gluster::transport::{CliArg, CliCommand, CliTransport, OneShotCli};
 use crate::gluster::xml::Envelope;
+use crate::gluster::{BRICK_MULTIPLEX, GlusterdAddress};
 
 const LOCK_DIR: &str = "/run/glusterfs-csi-dev";
 const GLUSTER_FIXED_RUN_DIR: &str = "/var/run/gluster";
@@ -57,6 +57,9 @@ pub struct ClusterDescription {
     /// Shared secret of the brick agents (the file is readable by root only).
     pub brick_agent_token: String,
     pub servers: Vec<ServerDescription>,
+    /// Whether the pool multiplexes bricks (`cluster.brick-multiplex`).
+    #[serde(default)]
+    pub brick_multiplex: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,10 +120,12 @@ pub struct DevCluster {
 }
 
 impl DevCluster {
-    /// Starts `nodes` glusterd servers under `state_dir` and joins them.
+    /// Starts `nodes` glusterd servers under `state_dir` and joins them,
+    /// with brick multiplexing on or off.
     pub async fn start(
         state_dir: &Path,
         nodes: usize,
+        brick_multiplex: bool,
         glusterd: &Path,
         cli: &Path,
     ) -> AppResult<DevCluster> {
@@ -152,6 +157,7 @@ impl DevCluster {
                 .map(|n| server_description(&state_dir, &prefix, n))
                 .collect(),
             state_dir: state_dir.clone(),
+            brick_multiplex,
         };
         if let Err(e) = description.save() {
             let _ = std::fs::remove_file(lock_path(&prefix));
@@ -206,6 +212,16 @@ impl DevCluster {
                 &server.glusterd_socket,
                 self.description.servers.len(),
                 deadline,
+            )
+            .await?;
+        }
+        if self.description.brick_multiplex {
+            // Pool-wide, before any volume: bricks started later attach to
+            // a running glusterfsd of their server when their options match.
+            gluster(
+                cli,
+                &first.glusterd_socket,
+                &["volume", "set", "all", BRICK_MULTIPLEX, "on"],
             )
             .await?;
         }
@@ -271,6 +287,7 @@ fn earlier_run(state_dir: &Path) -> Option<ClusterDescription> {
         brick_agent_port: 0,
         brick_agent_token: String::new(),
         servers,
+        brick_multiplex: false,
     })
 }
 
@@ -828,6 +845,7 @@ mod tests {
             brick_agent_port: 0,
             brick_agent_token: "t".into(),
             servers: vec![server_description(dir.path(), "127.130.7", 1)],
+            brick_multiplex: true,
         };
         description.save().unwrap();
         description.save().unwrap();

@@ -26,6 +26,7 @@ pub async fn run(args: DevArgs) -> AppResult<()> {
     let mut cluster = DevCluster::start(
         &args.state_dir,
         usize::from(args.nodes),
+        args.brick_multiplex,
         &args.glusterd,
         &args.gluster_cli,
     )
@@ -156,6 +157,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
         endpoint = %format!("unix://{}", description.csi_socket.display()),
         servers = %description.addresses().join(","),
         brick_root = %description.brick_root.display(),
+        brick_multiplex = description.brick_multiplex,
         %isolation,
         "dev cluster ready"
     );

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Check, Settings};
+use crate::gluster::BRICK_MULTIPLEX as MULTIPLEX_OPTION;
 use crate::gluster::version::{OpVersions, Release};
 use crate::gluster::{GlusterCli, GlusterError, Glusterd, GlusterdAddress, Peer};
 
@@ -13,7 +14,6 @@ pub const PEERS: &str = "peers";
 pub const CLIENT: &str = "gluster client";
 pub const OP_VERSION: &str = "op-version";
 pub const MULTIPLEX: &str = "brick multiplexing";
-const MULTIPLEX_OPTION: &str = "cluster.brick-multiplex";
 
 /// What glusterd and the gluster client say, in two parts of the checklist.
 pub struct GlusterChecks {
@@ -258,8 +258,7 @@ pub fn judge_multiplex(value: &Result<String, String>) -> Check {
         Ok(value) => value.trim(),
         Err(e) => return Check::warn(MULTIPLEX, format!("cannot ask glusterd: {e}"), None),
     };
-    let word = value.split_whitespace().next().unwrap_or_default();
-    match gluster_boolean(word) {
+    match crate::gluster::boolean_option(value) {
         Some(true) => Check::ok(
             MULTIPLEX,
             format!(
@@ -280,15 +279,6 @@ pub fn judge_multiplex(value: &Result<String, String>) -> Check {
             format!("{MULTIPLEX_OPTION} is {value:?}, which is neither on nor off"),
             None,
         ),
-    }
-}
-
-/// The words gluster takes for a boolean option.
-fn gluster_boolean(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "on" | "enable" | "yes" | "true" | "1" => Some(true),
-        "off" | "disable" | "no" | "false" | "0" => Some(false),
-        _ => None,
     }
 }
 

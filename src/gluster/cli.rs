@@ -433,6 +433,16 @@ impl Glusterd for GlusterCli {
         }))
     }
 
+    async fn brick_multiplex(&self) -> Result<Option<bool>, GlusterError> {
+        let text = self.global_option(super::BRICK_MULTIPLEX).await?;
+        super::boolean_option(&text)
+            .map(Some)
+            .ok_or_else(|| GlusterError::BadOutput {
+                command: format!("volume get all {}", super::BRICK_MULTIPLEX),
+                detail: format!("{text:?} is neither on nor off"),
+            })
+    }
+
     // --- quota --------------------------------------------------------------
     async fn enable_quota(&self, volume: &str) -> Result<(), GlusterError> {
         let envelope = self.exec(&["volume", "quota", volume, "enable"]).await?;

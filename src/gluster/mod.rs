@@ -22,6 +22,21 @@ pub use lookup::RemoteVolumeLookup;
 pub use ssh::{SshCli, SshConfig};
 pub use transport::{CliTransport, GlusterdAddress, OneShotCli, SessionPool};
 
+/// The pool-wide option that lets the bricks of a server share glusterfsd
+/// processes (volumes with compatible options attach to one process).
+pub const BRICK_MULTIPLEX: &str = "cluster.brick-multiplex";
+
+/// The words gluster takes for a boolean option (`volume get` may append
+/// " (DEFAULT)" to the value; only its first word is read).
+pub fn boolean_option(value: &str) -> Option<bool> {
+    let word = value.split_whitespace().next().unwrap_or_default();
+    match word.to_ascii_lowercase().as_str() {
+        "on" | "enable" | "yes" | "true" | "1" => Some(true),
+        "off" | "disable" | "no" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// A member of the trusted storage pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -222,6 +237,12 @@ pub trait Glusterd: Send + Sync {
     /// The pool's op-versions, for the start-up version report; `None` when
     /// this backend cannot tell.
     async fn op_versions(&self) -> Result<Option<version::OpVersions>, GlusterError> {
+        Ok(None)
+    }
+
+    /// Whether the pool multiplexes bricks ([`BRICK_MULTIPLEX`]), for the
+    /// start-up report; `None` when this backend cannot tell.
+    async fn brick_multiplex(&self) -> Result<Option<bool>, GlusterError> {
         Ok(None)
     }
 

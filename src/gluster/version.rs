@@ -125,6 +125,9 @@ pub async fn report(glusterd: Option<Arc<dyn Glusterd>>, client: PathBuf) {
             return;
         }
     };
+    if let Some(glusterd) = &glusterd {
+        report_multiplexing(glusterd.as_ref()).await;
+    }
     let pool = match glusterd {
         Some(glusterd) => match glusterd.op_versions().await {
             Ok(pool) => pool,
@@ -148,6 +151,26 @@ pub async fn report(glusterd: Option<Arc<dyn Glusterd>>, client: PathBuf) {
             }
         }
         None => tracing::info!(gluster_client = %client, "gluster versions"),
+    }
+}
+
+/// Whether the bricks of a server share processes: it decides how much
+/// memory a volume costs and what one brick process crash takes down.
+async fn report_multiplexing(glusterd: &dyn Glusterd) {
+    match glusterd.brick_multiplex().await {
+        Ok(Some(true)) => tracing::info!(
+            brick_multiplex = true,
+            "brick multiplexing is on: the bricks of a server share glusterfsd processes \
+             (volumes with the same options share one; a crash of it stops all of them on that \
+             server)"
+        ),
+        Ok(Some(false)) => tracing::info!(
+            brick_multiplex = false,
+            "brick multiplexing is off: every brick runs its own glusterfsd process \
+             (`gluster volume set all cluster.brick-multiplex on` shares them)"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot ask whether brick multiplexing is on"),
     }
 }
 

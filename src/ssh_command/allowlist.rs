@@ -49,7 +49,7 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 const SHOWN: usize = 300;
 
 const ALLOWED: &str = "pool list, system:: uuid get, volume info, volume set help-xml, \
-                       volume get all cluster.op-version|cluster.max-op-version, \
+                       volume get all cluster.op-version|cluster.max-op-version|cluster.brick-multiplex, \
                        volume status V, volume heal V info summary, \
                        volume create|set|start|stop|delete of the driver's volumes, \
                        volume quota V enable|limit-usage / BYTES";
@@ -260,7 +260,7 @@ fn shape(words: &[&str], roots: &BrickRoots) -> Result<Option<Guard>, String> {
             "volume",
             "get",
             "all",
-            "cluster.op-version" | "cluster.max-op-version",
+            "cluster.op-version" | "cluster.max-op-version" | "cluster.brick-multiplex",
         ] => Ok(None),
         ["volume", "info", volume]
         | ["volume", "status", volume]
@@ -517,6 +517,7 @@ mod tests {
             ("volume set help-xml\n", None),
             ("volume get all cluster.op-version\n", None),
             ("volume get all cluster.max-op-version\n", None),
+            ("volume get all cluster.brick-multiplex\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1 force\n", None),
             ("volume create csi-pvc-1 h1:/bricks/csi-pvc-1\n", None),
             (

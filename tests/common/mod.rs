@@ -12,7 +12,7 @@ pub mod netns;
 pub mod pods;
 pub mod runtime;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,13 @@ impl Drop for Slot {
         *SLOTS.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         SLOT_FREED.notify_one();
     }
+}
+
+/// Whether this test binary's dev clusters multiplex bricks: dev's default
+/// (on), except in the binaries that run a suite again without it, which
+/// are named `<suite>_unmultiplexed` (tests/integration_unmultiplexed.rs).
+pub fn suite_multiplexes() -> bool {
+    !env!("CARGO_CRATE_NAME").ends_with("_unmultiplexed")
 }
 
 /// A running `glusterfs-csi dev`.
@@ -97,6 +104,7 @@ impl DevDriver {
         command
             .args(["dev", "--state-dir"])
             .arg(&state_dir)
+            .arg(format!("--brick-multiplex={}", suite_multiplexes()))
             .args(flags)
             .env("GLUSTERFS_CSI_LOG", "info,glusterfs_csi=debug")
             .stdin(Stdio::null())
@@ -297,6 +305,23 @@ impl DevDriver {
     /// Runs a gluster CLI command against the first server.
     pub fn gluster(&self, words: &[&str]) -> String {
         gluster(&self.cluster.servers[0].glusterd_socket, words).unwrap()
+    }
+
+    /// The distinct brick process ids of every volume, by server: one per
+    /// brick without multiplexing, shared with it.
+    pub fn brick_processes(&self) -> BTreeMap<String, BTreeSet<u32>> {
+        let mut processes = BTreeMap::<String, BTreeSet<u32>>::new();
+        for volume in self.volume_names() {
+            let xml = self.gluster(&["volume", "status", &volume]);
+            let bricks = glusterfs_csi::gluster::xml::Envelope::parse("volume status", &xml)
+                .and_then(|e| e.brick_states())
+                .unwrap();
+            for brick in bricks {
+                let pids = processes.entry(brick.host).or_default();
+                pids.extend(brick.pid);
+            }
+        }
+        processes
     }
 
     pub fn volume_names(&self) -> Vec<String> {

@@ -420,6 +420,7 @@ impl NetnsCluster {
             brick_agent_port: BRICK_AGENT_PORT,
             brick_agent_token: String::new(),
             servers: self.servers.iter().map(|s| s.description.clone()).collect(),
+            brick_multiplex: false,
         }
     }
 
