@@ -45,12 +45,6 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
              one-machine test clusters only"
         );
     }
-    let zones = provisioner.server_zones();
-    if zones.is_empty() {
-        tracing::info!("no --server-zone: each server counts as a zone of its own");
-    } else {
-        tracing::info!(zones = %zones, "bricks spread over the servers' zones");
-    }
     let metrics = wiring::serve_metrics(&args.metrics).await?;
     wiring::survey_volumes(
         metrics,

@@ -540,6 +540,15 @@ pub struct DevArgs {
     /// The gluster CLI binary.
     #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
     pub gluster_cli: PathBuf,
+    /// Zones of the dev servers for the dev controller, `<address>=<zone>`
+    /// (as the controller's --server-zone).
+    #[arg(
+        long = "server-zone",
+        env = "GLUSTERFS_CSI_SERVER_ZONES",
+        value_name = "SERVER=ZONE",
+        value_delimiter = ','
+    )]
+    pub server_zones: Vec<String>,
     /// Isolation for the dev controller's volumes (off unless given).
     #[command(flatten)]
     pub isolation: IsolationArgs,
@@ -708,6 +717,30 @@ mod tests {
                 "s2=nbg1,s3=hel1",
             ]),
             ["s1=fsn1", "s2=nbg1", "s3=hel1"]
+        );
+    }
+
+    #[test]
+    fn server_zones_survive_the_trip_through_dev() {
+        let argv = [
+            "glusterfs-csi",
+            "dev",
+            "--server-zone=127.0.0.2=a",
+            "--server-zone",
+            "127.0.0.3=b,127.0.0.4=b",
+        ];
+        let Mode::Dev(dev) = Cli::try_parse_from(argv).unwrap().mode else {
+            unreachable!()
+        };
+        let controller = ["glusterfs-csi".to_string(), "controller".to_string()]
+            .into_iter()
+            .chain(crate::dev::server_zone_flags(&dev));
+        let Mode::Controller(args) = Cli::try_parse_from(controller).unwrap().mode else {
+            unreachable!()
+        };
+        assert_eq!(
+            args.server_zones,
+            ["127.0.0.2=a", "127.0.0.3=b", "127.0.0.4=b"]
         );
     }
 

@@ -83,6 +83,11 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
     let isolation = isolation(&args.isolation)?;
     let server_zones = ServerZones::parse(&args.server_zones)
         .map_err(|e| format!("{}: {e}", crate::controller::zones::FLAG))?;
+    if server_zones.is_empty() {
+        tracing::info!("no --server-zone: each server counts as a zone of its own");
+    } else {
+        tracing::info!(zones = %server_zones, "bricks spread over the servers' zones");
+    }
     for (flag, name) in [
         ("--server-name", &args.server_name),
         ("--node-address", &args.node_address),

@@ -158,11 +158,6 @@ impl Provisioner {
         Arc::clone(&self.glusterd)
     }
 
-    /// The zone of each server that has one (`--server-zone`).
-    pub fn server_zones(&self) -> &ServerZones {
-        &self.config.server_zones
-    }
-
     /// What new volumes get to keep other clients out.
     pub fn isolation(&self) -> &Isolation {
         &self.config.isolation

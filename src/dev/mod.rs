@@ -79,7 +79,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
                 "--volume-metrics-interval-seconds".to_string(),
                 args.volume_metrics_interval_seconds.to_string(),
             ])
-            .chain(args.isolation.to_flags()),
+            .chain(args.isolation.to_flags())
+            .chain(server_zone_flags(args)),
     )?
     else {
         unreachable!("parsed as controller");
@@ -172,6 +173,13 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
 }
 
 /// `glusterfs-csi <mode> <flags>` through the command-line parser.
+/// `dev --server-zone`s, handed to its controller as they came.
+pub fn server_zone_flags(args: &DevArgs) -> impl Iterator<Item = String> + '_ {
+    args.server_zones
+        .iter()
+        .map(|e| format!("--server-zone={e}"))
+}
+
 fn parse_mode(mode: &str, flags: impl Iterator<Item = String>) -> AppResult<Mode> {
     let argv = ["glusterfs-csi".to_string(), mode.to_string()]
         .into_iter()
