@@ -172,7 +172,6 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
     served.map_err(Into::into)
 }
 
-/// `glusterfs-csi <mode> <flags>` through the command-line parser.
 /// `dev --server-zone`s, handed to its controller as they came.
 pub fn server_zone_flags(args: &DevArgs) -> impl Iterator<Item = String> + '_ {
     args.server_zones
@@ -180,6 +179,7 @@ pub fn server_zone_flags(args: &DevArgs) -> impl Iterator<Item = String> + '_ {
         .map(|e| format!("--server-zone={e}"))
 }
 
+/// `glusterfs-csi <mode> <flags>` through the command-line parser.
 fn parse_mode(mode: &str, flags: impl Iterator<Item = String>) -> AppResult<Mode> {
     let argv = ["glusterfs-csi".to_string(), mode.to_string()]
         .into_iter()
