@@ -469,6 +469,24 @@ async fn bricks_go_to_every_zone_and_distinct_zones_are_required_when_asked() {
 }
 
 #[tokio::test]
+async fn a_retry_keeps_its_volume_when_the_zone_map_changed() {
+    // Made on a, b, c when those were three zones; now a and b share one.
+    let (provisioner, glusterd, _) =
+        fakes::provisioner_zoned(&["a", "b", "c"], server_zones(&["a=x", "b=x", "c=y"]));
+    let marks = [(OPT_CSI_NAME, "pvc-1"), (OPT_CSI_SIZE, "1073741824")];
+    glusterd.insert(volume_info("csi-pvc-1", VolumeStatus::Started, &marks));
+    let distinct = request("pvc-1", &[("zones", "distinct")]);
+    let volume = provisioner.create(&distinct).await.unwrap();
+    assert_eq!(volume.context.servers(), ["a", "b", "c"]);
+    // A new volume cannot be made so.
+    let err = provisioner
+        .create(&request("pvc-2", &[("zones", "distinct")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+}
+
+#[tokio::test]
 async fn list_pages_every_volume_of_ours_those_being_deleted_too() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     for n in 1..=5 {
