@@ -33,6 +33,8 @@ pub struct Cli {
     pub log: String,
 }
 
+// One value, parsed once at start-up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Mode {
     /// CSI controller: creates and deletes gluster volumes through glusterd.
@@ -332,6 +334,18 @@ pub struct ControllerArgs {
     /// Volumes made with it are not found by a controller without it.
     #[arg(long, env = "GLUSTERFS_CSI_TEST_CLUSTER_BRICK_LAYOUT")]
     pub test_cluster_brick_layout: bool,
+    /// The zone of a Gluster server, as `<server>=<zone>` (the server as
+    /// gluster names the peer); repeat for each server (the env var takes a
+    /// comma-separated list). New volumes spread their bricks over zones; a
+    /// StorageClass with `zones: distinct` needs a zone per brick. Checked
+    /// at start-up.
+    #[arg(
+        long = "server-zone",
+        env = "GLUSTERFS_CSI_SERVER_ZONES",
+        value_name = "SERVER=ZONE",
+        value_delimiter = ','
+    )]
+    pub server_zones: Vec<String>,
     #[command(flatten)]
     pub isolation: IsolationArgs,
     #[command(flatten)]
@@ -532,6 +546,15 @@ pub struct DevArgs {
     /// The gluster CLI binary.
     #[arg(long, env = "GLUSTERFS_CSI_GLUSTER_CLI", default_value = "gluster")]
     pub gluster_cli: PathBuf,
+    /// Zones of the dev servers for the dev controller, `<address>=<zone>`
+    /// (as the controller's --server-zone).
+    #[arg(
+        long = "server-zone",
+        env = "GLUSTERFS_CSI_SERVER_ZONES",
+        value_name = "SERVER=ZONE",
+        value_delimiter = ','
+    )]
+    pub server_zones: Vec<String>,
     /// Isolation for the dev controller's volumes (off unless given).
     #[command(flatten)]
     pub isolation: IsolationArgs,
@@ -682,6 +705,49 @@ mod tests {
             "controller",
             "--allow-root-filesystem-bricks"
         ]));
+    }
+
+    #[test]
+    fn server_zones_repeat_or_take_a_list() {
+        let parsed = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().mode {
+            Mode::Controller(args) => args.server_zones,
+            _ => unreachable!(),
+        };
+        assert!(parsed(&["glusterfs-csi", "controller"]).is_empty());
+        assert_eq!(
+            parsed(&[
+                "glusterfs-csi",
+                "controller",
+                "--server-zone=s1=fsn1",
+                "--server-zone",
+                "s2=nbg1,s3=hel1",
+            ]),
+            ["s1=fsn1", "s2=nbg1", "s3=hel1"]
+        );
+    }
+
+    #[test]
+    fn server_zones_survive_the_trip_through_dev() {
+        let argv = [
+            "glusterfs-csi",
+            "dev",
+            "--server-zone=127.0.0.2=a",
+            "--server-zone",
+            "127.0.0.3=b,127.0.0.4=b",
+        ];
+        let Mode::Dev(dev) = Cli::try_parse_from(argv).unwrap().mode else {
+            unreachable!()
+        };
+        let controller = ["glusterfs-csi".to_string(), "controller".to_string()]
+            .into_iter()
+            .chain(crate::dev::server_zone_flags(&dev));
+        let Mode::Controller(args) = Cli::try_parse_from(controller).unwrap().mode else {
+            unreachable!()
+        };
+        assert_eq!(
+            args.server_zones,
+            ["127.0.0.2=a", "127.0.0.3=b", "127.0.0.4=b"]
+        );
     }
 
     #[test]

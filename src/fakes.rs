@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use tonic::Code;
 
 use crate::controller::{
-    BrickError, BrickRootReport, BrickServers, Isolation, Provisioner, ProvisionerConfig, RootCheck,
+    BrickError, BrickRootReport, BrickServers, Isolation, Provisioner, ProvisionerConfig,
+    RootCheck, ServerZones,
 };
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
@@ -67,8 +68,13 @@ struct GlusterState {
 impl FakeGlusterd {
     /// A pool of three connected servers `a`, `b`, `c` (`a` is local).
     pub fn three_servers() -> Arc<FakeGlusterd> {
+        FakeGlusterd::with_servers(&["a", "b", "c"])
+    }
+
+    /// A pool of these connected servers (the first is local).
+    pub fn with_servers(hosts: &[&str]) -> Arc<FakeGlusterd> {
         let fake = FakeGlusterd::default();
-        fake.state.lock().unwrap().peers = ["a", "b", "c"]
+        fake.state.lock().unwrap().peers = hosts
             .iter()
             .enumerate()
             .map(|(i, host)| Peer {
@@ -642,21 +648,45 @@ pub fn provisioner() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
 pub fn provisioner_allowing_root_filesystem(
     allow: bool,
 ) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
-    provisioner_with(allow, Isolation::off())
+    provisioner_with(
+        allow,
+        Isolation::off(),
+        FakeGlusterd::three_servers(),
+        ServerZones::default(),
+    )
+}
+
+/// [`provisioner`] over a pool of `hosts`, with `--server-zone`s.
+pub fn provisioner_zoned(
+    hosts: &[&str],
+    zones: ServerZones,
+) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
+    provisioner_with(
+        false,
+        Isolation::off(),
+        FakeGlusterd::with_servers(hosts),
+        zones,
+    )
 }
 
 /// [`provisioner`] with tenant isolation.
 pub fn provisioner_isolated(
     isolation: Isolation,
 ) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
-    provisioner_with(false, isolation)
+    provisioner_with(
+        false,
+        isolation,
+        FakeGlusterd::three_servers(),
+        ServerZones::default(),
+    )
 }
 
 fn provisioner_with(
     allow: bool,
     isolation: Isolation,
+    glusterd: Arc<FakeGlusterd>,
+    server_zones: ServerZones,
 ) -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeBricks>) {
-    let glusterd = FakeGlusterd::three_servers();
     let bricks = Arc::new(FakeBricks::default());
     let provisioner = Provisioner::new(
         glusterd.clone(),
@@ -669,6 +699,7 @@ fn provisioner_with(
             in_use_patience: std::time::Duration::from_millis(100),
             stop_settle: std::time::Duration::from_millis(300),
             isolation,
+            server_zones,
         },
     );
     (provisioner, glusterd, bricks)

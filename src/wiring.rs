@@ -13,7 +13,7 @@ use crate::cli::{
     MounterChoice, NodeArgs, SshArgs,
 };
 use crate::controller::isolation::IsolationFlags;
-use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig};
+use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig, ServerZones};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SshCli, SshConfig};
@@ -81,6 +81,13 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
         .map_err(|e| format!("--mount-options: {e}"))?;
     let isolation = isolation(&args.isolation)?;
+    let server_zones = ServerZones::parse(&args.server_zones)
+        .map_err(|e| format!("{}: {e}", crate::controller::zones::FLAG))?;
+    if server_zones.is_empty() {
+        tracing::info!("no --server-zone: each server counts as a zone of its own");
+    } else {
+        tracing::info!(zones = %server_zones, "bricks spread over the servers' zones");
+    }
     for (flag, name) in [
         ("--server-name", &args.server_name),
         ("--node-address", &args.node_address),
@@ -142,6 +149,7 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
             in_use_patience: crate::controller::IN_USE_PATIENCE,
             stop_settle: crate::controller::STOP_SETTLE,
             isolation,
+            server_zones,
         },
     )))
 }
@@ -257,4 +265,41 @@ pub async fn shutdown_signal() {
         _ = int.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Mode};
+
+    fn start(flags: &[&str]) -> Result<(), String> {
+        let argv = ["glusterfs-csi", "controller", "--brick-agent-token=t"]
+            .iter()
+            .chain(flags);
+        let Mode::Controller(args) = Cli::try_parse_from(argv).unwrap().mode else {
+            unreachable!()
+        };
+        super::provisioner(&args)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_server_zones_stop_the_controller_naming_the_flag() {
+        assert_eq!(
+            start(&["--server-zone=s1=a", "--server-zone=s1=b"]).unwrap_err(),
+            "--server-zone: server s1 is given two zones, a and b"
+        );
+        let e = start(&["--server-zone=s1"]).unwrap_err();
+        assert!(
+            e.starts_with("--server-zone: \"s1\" is not <server>=<zone>"),
+            "{e}"
+        );
+        let e = start(&["--server-zone=s1=eu central"]).unwrap_err();
+        assert!(
+            e.starts_with("--server-zone: \"s1=eu central\": zone"),
+            "{e}"
+        );
+    }
 }

@@ -500,6 +500,29 @@ fn metrics_ports_service_and_service_monitor() {
 }
 
 #[test]
+fn server_zones_become_controller_flags() {
+    let out = render(Some("tests/helm/values-hyperconverged.yaml"));
+    let files = yaml_files(out.path());
+    let controller = &files["30-controller.yaml"];
+    let flags: Vec<&str> = controller
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --server-zone="))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            "192.168.1.14=fsn1",
+            "node-1=fsn1",
+            "node-2=nbg1",
+            "node-3=hel1"
+        ]
+    );
+    assert!(files["40-storageclasses.yaml"].contains("zones: \"distinct\"\n"));
+    let defaults = yaml_files(render(None).path());
+    assert!(!defaults["30-controller.yaml"].contains("- --server-zone="));
+}
+
+#[test]
 fn chart_refuses_inconsistent_values() {
     for (values, expected) in [
         ("glusterd:\n  access: ssh\n", "needs glusterd.ssh.servers"),

@@ -1,10 +1,15 @@
 //! GetCapacity: how big a volume placement could make now, from the free
 //! space of the brick roots on the servers a StorageClass allows.
 
+use std::collections::BTreeMap;
+
 use futures_util::future::join_all;
 
 use super::bricks::RootCheck;
-use super::{BrickRootProblem, ControllerError, Provisioner, StorageClassParams, placement};
+use super::{
+    BrickRootProblem, ControllerError, Provisioner, ServerZones, StorageClassParams, ZoneRule,
+    placement,
+};
 
 /// Free space of one candidate server's brick root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,16 +33,39 @@ pub struct Capacity {
 
 impl Capacity {
     fn of(replica: u32, servers: Vec<ServerSpace>) -> Capacity {
-        let mut free: Vec<u64> = servers.iter().filter_map(|s| s.available_bytes).collect();
-        free.sort_unstable_by(|a, b| b.cmp(a));
-        let available_bytes = match replica as usize {
-            0 => 0,
-            n => free.get(n - 1).copied().unwrap_or(0),
-        };
+        let free: Vec<u64> = servers.iter().filter_map(|s| s.available_bytes).collect();
+        Capacity {
+            available_bytes: replica_th_largest(replica, free),
+            servers,
+        }
+    }
+
+    /// For `zones: distinct`: one brick per zone, so the emptiest server of
+    /// each zone counts; servers without a zone do not.
+    fn of_distinct_zones(replica: u32, servers: Vec<ServerSpace>, zones: &ServerZones) -> Capacity {
+        let mut best: BTreeMap<&str, u64> = BTreeMap::new();
+        for server in &servers {
+            if let (Some(zone), Some(free)) =
+                (zones.zone_of(&server.server), server.available_bytes)
+            {
+                let most = best.entry(zone).or_default();
+                *most = (*most).max(free);
+            }
+        }
+        let available_bytes = replica_th_largest(replica, best.into_values().collect());
         Capacity {
             available_bytes,
             servers,
         }
+    }
+}
+
+/// The `replica`-th largest of `free`; 0 if there are fewer.
+fn replica_th_largest(replica: u32, mut free: Vec<u64>) -> u64 {
+    free.sort_unstable_by(|a, b| b.cmp(a));
+    match replica as usize {
+        0 => 0,
+        n => free.get(n - 1).copied().unwrap_or(0),
     }
 }
 
@@ -85,7 +113,12 @@ impl Provisioner {
                 }
             })
             .collect();
-        let capacity = Capacity::of(params.replica, servers);
+        let capacity = match params.zones {
+            ZoneRule::Spread => Capacity::of(params.replica, servers),
+            ZoneRule::Distinct => {
+                Capacity::of_distinct_zones(params.replica, servers, &self.config.server_zones)
+            }
+        };
         tracing::debug!(root, replica = params.replica, ?capacity, "capacity");
         Ok(capacity)
     }
@@ -117,5 +150,23 @@ mod tests {
         assert_eq!(Capacity::of(3, servers.clone()).available_bytes, 5);
         assert_eq!(Capacity::of(4, servers.clone()).available_bytes, 1);
         assert_eq!(Capacity::of(5, servers).available_bytes, 0);
+    }
+
+    #[test]
+    fn distinct_zones_count_each_zones_emptiest_server_once() {
+        let zones =
+            ServerZones::parse(&["a=x".into(), "b=x".into(), "c=y".into(), "d=z".into()]).unwrap();
+        let servers = vec![
+            space("a", Some(5)),
+            space("b", Some(9)),
+            space("c", Some(7)),
+            space("d", Some(1)),
+            space("e", Some(100)),
+        ];
+        let of = |replica| Capacity::of_distinct_zones(replica, servers.clone(), &zones);
+        assert_eq!(of(1).available_bytes, 9, "zone x's best");
+        assert_eq!(of(2).available_bytes, 7, "x and y");
+        assert_eq!(of(3).available_bytes, 1, "x, y and z; e has no zone");
+        assert_eq!(of(4).available_bytes, 0, "three zones only");
     }
 }

@@ -96,6 +96,9 @@ impl ControllerError {
             ControllerError::Placement(PlacementError::NotEnoughServers { .. }) => {
                 Code::ResourceExhausted
             }
+            ControllerError::Placement(PlacementError::TooFewZones { .. }) => {
+                Code::ResourceExhausted
+            }
             ControllerError::AlreadyExists(_) => Code::AlreadyExists,
             ControllerError::NotOurs(_) => Code::FailedPrecondition,
             ControllerError::NotOursToResize(_) => Code::FailedPrecondition,

@@ -14,6 +14,7 @@ pub mod quota;
 pub mod survey;
 #[cfg(test)]
 mod tests;
+pub mod zones;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use error::ControllerError;
 pub use health::VolumeHealth;
 pub use isolation::Isolation;
 pub use params::StorageClassParams;
+pub use zones::{ServerZones, ZoneRule};
 
 /// How long a delete waits for clients to go (a node that just unstaged)
 /// before refusing, and for glusterd to answer who they are.
@@ -82,6 +84,9 @@ pub struct ProvisionerConfig {
     pub stop_settle: Duration,
     /// Who may connect to new volumes (`auth.allow`, TLS); off by default.
     pub isolation: Isolation,
+    /// The zone of each server that has one (`--server-zone`), for spreading
+    /// bricks over zones.
+    pub server_zones: ServerZones,
 }
 
 /// Requested capacity; 0 means "not given" for either bound.
@@ -509,7 +514,13 @@ impl Provisioner {
             .await
             .map_err(ControllerError::gluster("listing gluster peers"))?;
         let params = &request.params;
-        let servers = placement::place(name, &peers, params.replica, params.servers.as_deref())?;
+        let servers = placement::BrickPlacement {
+            replica: params.replica,
+            allowed: params.servers.as_deref(),
+            zones: &self.config.server_zones,
+            rule: params.zones,
+        }
+        .place(name, &peers)?;
         let root = self.brick_root(request);
         let allow_root_filesystem = params
             .allow_root_filesystem_bricks
@@ -766,6 +777,25 @@ impl Provisioner {
                 "a brick on {}, outside parameters.servers",
                 brick.host
             ));
+        }
+        // Zones are the controller's flags, not the request's: the same PVC's
+        // retry is never refused because the zone map changed since.
+        if params.zones == ZoneRule::Distinct {
+            let mut zones: Vec<Option<&str>> = existing
+                .bricks
+                .iter()
+                .map(|b| self.config.server_zones.zone_of(&b.host))
+                .collect();
+            zones.sort_unstable();
+            zones.dedup();
+            if zones.len() != existing.bricks.len() || zones.contains(&None) {
+                tracing::warn!(
+                    volume = %name,
+                    bricks = ?existing.bricks.iter().map(|b| &b.host).collect::<Vec<_>>(),
+                    "volume's bricks are not in distinct zones under the current --server-zone \
+                     map; kept as it is"
+                );
+            }
         }
         for (key, value) in &params.volume_options {
             match existing.options.get(key) {

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::zones::ZoneRule;
 use crate::names::is_host_name;
 use crate::ownership::RESERVED_PREFIX;
 
@@ -12,9 +13,10 @@ pub const SERVERS: &str = "servers";
 pub const VOLUME_OPTIONS: &str = "volumeOptions";
 pub const ALLOW_ROOT_FILESYSTEM_BRICKS: &str = "allowRootFilesystemBricks";
 pub const ENFORCE_CAPACITY: &str = "enforceCapacity";
+pub const ZONES: &str = "zones";
 /// Keys the external-provisioner adds or interprets itself.
 const CO_PREFIX: &str = "csi.storage.k8s.io/";
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     REPLICA,
     ARBITER,
     BRICK_ROOT,
@@ -22,6 +24,7 @@ const KNOWN: [&str; 7] = [
     VOLUME_OPTIONS,
     ALLOW_ROOT_FILESYSTEM_BRICKS,
     ENFORCE_CAPACITY,
+    ZONES,
 ];
 
 pub const DEFAULT_REPLICA: u32 = 3;
@@ -47,6 +50,8 @@ pub struct StorageClassParams {
     /// `false` records it only; `None` leaves it to the controller, which
     /// enforces on pools of glusterfs 10.x (see `Provisioner::enforces`).
     pub enforce_capacity: Option<bool>,
+    /// How bricks spread over the servers' zones (`--server-zone`).
+    pub zones: ZoneRule,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -107,6 +112,15 @@ impl StorageClassParams {
             .transpose()
             .map_err(|reason| err(BRICK_ROOT, reason))?;
         let servers = get(SERVERS).map(parse_servers).transpose()?;
+        let zones = match get(ZONES) {
+            None => ZoneRule::default(),
+            Some(text) => ZoneRule::parse(text).ok_or_else(|| {
+                err(
+                    ZONES,
+                    format!("{text:?} is not one of {}", ZoneRule::NAMES.join(", ")),
+                )
+            })?,
+        };
         let volume_options = get(VOLUME_OPTIONS)
             .map(parse_volume_options)
             .transpose()?
@@ -119,6 +133,7 @@ impl StorageClassParams {
             volume_options,
             allow_root_filesystem_bricks,
             enforce_capacity,
+            zones,
         })
     }
 
@@ -288,6 +303,29 @@ mod tests {
         assert!(p.volume_options.is_empty());
         assert_eq!(p.allow_root_filesystem_bricks, None);
         assert_eq!(p.enforce_capacity, None);
+        assert_eq!(p.zones, ZoneRule::Spread);
+    }
+
+    #[test]
+    fn zones_are_spread_or_distinct() {
+        assert_eq!(
+            parse(&[("zones", "distinct")]).unwrap().zones,
+            ZoneRule::Distinct
+        );
+        assert_eq!(
+            parse(&[("zones", " spread ")]).unwrap().zones,
+            ZoneRule::Spread
+        );
+        for bad in ["Distinct", "strict", "", "distinct,spread"] {
+            let e = parse(&[("zones", bad)]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "parameters.zones: {:?} is not one of spread, distinct",
+                    bad.trim()
+                )
+            );
+        }
     }
 
     #[test]

@@ -475,6 +475,81 @@ async fn not_enough_servers() {
         .unwrap();
 }
 
+fn server_zones(spec: &[&str]) -> ServerZones {
+    ServerZones::parse(&spec.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+#[tokio::test]
+async fn bricks_go_to_every_zone_and_distinct_zones_are_required_when_asked() {
+    let zones = server_zones(&["s1=a", "s2=a", "s3=b", "s4=c"]);
+    let (provisioner, glusterd, _) =
+        fakes::provisioner_zoned(&["s1", "s2", "s3", "s4"], zones.clone());
+    for n in 0..20 {
+        let name = format!("pvc-{n}");
+        let created = provisioner
+            .create(&request(&name, &[("zones", "distinct")]))
+            .await
+            .unwrap();
+        let again = provisioner
+            .create(&request(&name, &[("zones", "distinct")]))
+            .await
+            .unwrap();
+        assert_eq!(created, again);
+        let hosts: Vec<String> = glusterd
+            .get(&format!("csi-{name}"))
+            .unwrap()
+            .bricks
+            .iter()
+            .map(|b| b.host.clone())
+            .collect();
+        assert_eq!(created.context.servers(), hosts);
+        let mut in_zones: Vec<&str> = hosts.iter().filter_map(|h| zones.zone_of(h)).collect();
+        in_zones.sort_unstable();
+        assert_eq!(in_zones, ["a", "b", "c"], "{name}: {hosts:?}");
+    }
+
+    // Zone c's only server down: spreading still makes the volume, over a
+    // and b; distinct zones cannot, and nothing is made.
+    glusterd.disconnect("s4");
+    let spread = provisioner.create(&request("pvc-x", &[])).await.unwrap();
+    let mut servers = spread.context.servers().to_vec();
+    servers.sort();
+    assert_eq!(servers, ["s1", "s2", "s3"]);
+    glusterd.clear_writes();
+    for _ in 0..2 {
+        let err = provisioner
+            .create(&request("pvc-y", &[("zones", "distinct")]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "replica 3 needs servers in 3 distinct zones (parameters.zones: distinct), but the \
+             usable servers are in 2: a (s1, s2), b (s3)"
+        );
+    }
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    assert!(glusterd.get("csi-pvc-y").is_none());
+}
+
+#[tokio::test]
+async fn a_retry_keeps_its_volume_when_the_zone_map_changed() {
+    // Made on a, b, c when those were three zones; now a and b share one.
+    let (provisioner, glusterd, _) =
+        fakes::provisioner_zoned(&["a", "b", "c"], server_zones(&["a=x", "b=x", "c=y"]));
+    let marks = [(OPT_CSI_NAME, "pvc-1"), (OPT_CSI_SIZE, "1073741824")];
+    glusterd.insert(volume_info("csi-pvc-1", VolumeStatus::Started, &marks));
+    let distinct = request("pvc-1", &[("zones", "distinct")]);
+    let volume = provisioner.create(&distinct).await.unwrap();
+    assert_eq!(volume.context.servers(), ["a", "b", "c"]);
+    // A new volume cannot be made so.
+    let err = provisioner
+        .create(&request("pvc-2", &[("zones", "distinct")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+}
+
 #[tokio::test]
 async fn list_pages_every_volume_of_ours_those_being_deleted_too() {
     let (provisioner, glusterd, _) = fakes::provisioner();

@@ -80,7 +80,8 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
                 "--volume-metrics-interval-seconds".to_string(),
                 args.volume_metrics_interval_seconds.to_string(),
             ])
-            .chain(args.isolation.to_flags()),
+            .chain(args.isolation.to_flags())
+            .chain(server_zone_flags(args)),
     )?
     else {
         unreachable!("parsed as controller");
@@ -171,6 +172,13 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
     let _ = stop_agents.send(true);
     while agents.join_next().await.is_some() {}
     served.map_err(Into::into)
+}
+
+/// `dev --server-zone`s, handed to its controller as they came.
+pub fn server_zone_flags(args: &DevArgs) -> impl Iterator<Item = String> + '_ {
+    args.server_zones
+        .iter()
+        .map(|e| format!("--server-zone={e}"))
 }
 
 /// `glusterfs-csi <mode> <flags>` through the command-line parser.
