@@ -51,6 +51,9 @@ async fn main() {
     if run("churn") {
         churn(&mut report).await;
     }
+    if run("density") {
+        density(&mut report).await;
+    }
     report.print();
 }
 
@@ -699,4 +702,120 @@ async fn churn_with(report: &mut Report, label: &str, parameters: &[(&str, &str)
         driver.volume_names().len().to_string(),
         "0",
     );
+}
+
+/// PVCs per density figure: server memory per PVC is read after this many.
+const DENSITY_PVCS: usize = 50;
+/// Deleted in parallel for the delete figure (of the DENSITY_PVCS).
+const DENSITY_DELETES: usize = 20;
+
+/// A label, whether bricks are multiplexed, and the class's parameters.
+type DensitySetting = (&'static str, bool, &'static [(&'static str, &'static str)]);
+
+/// Small nodes: brick processes, server memory per PVC and parallel deletes
+/// without brick multiplexing (with and without quota) and with it, each on
+/// a fresh dev cluster.
+async fn density(report: &mut Report) {
+    let settings: [DensitySetting; 3] = [
+        ("multiplexing off, quota", false, &[]),
+        (
+            "multiplexing off, no quota",
+            false,
+            &[("enforceCapacity", "false")],
+        ),
+        ("multiplexing on (no quota)", true, &[]),
+    ];
+    for (label, multiplex, parameters) in settings {
+        println!("density, {label} (fresh dev cluster)");
+        let driver = DevDriver::start_with(&[format!("--brick-multiplex={multiplex}")]).await;
+        let before = gluster_rss_kib(&driver);
+        let started = Instant::now();
+        let mut creates = tokio::task::JoinSet::new();
+        for i in 0..DENSITY_PVCS {
+            let mut controller = driver.controller();
+            let request = create_request(&format!("pvc-density-{i}"), parameters);
+            creates.spawn(async move {
+                let began = Instant::now();
+                let volume = controller.create_volume(request).await;
+                (volume, began.elapsed())
+            });
+        }
+        let mut ids = Vec::new();
+        let mut latencies = Vec::new();
+        while let Some(result) = creates.join_next().await {
+            let (volume, took) = result.unwrap();
+            ids.push(volume.unwrap().into_inner().volume.unwrap().volume_id);
+            latencies.push(took);
+        }
+        let create_wall = started.elapsed();
+        // Quota's crawl clients and the bricks' start settle first.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = gluster_rss_kib(&driver);
+        let processes = driver.brick_processes();
+        let per_server: Vec<usize> = processes.values().map(|p| p.len()).collect();
+        report.add(
+            &format!("{label}: brick processes per server after {DENSITY_PVCS} PVCs"),
+            format!("{per_server:?}"),
+            "1 with multiplexing",
+        );
+        report.add(
+            &format!("{label}: {DENSITY_PVCS} parallel CreateVolume"),
+            format!(
+                "wall {:.1} s, median {:.2} s",
+                create_wall.as_secs_f64(),
+                median(latencies).as_secs_f64()
+            ),
+            "",
+        );
+        report.add(
+            &format!(
+                "{label}: server memory (all gluster processes of 3 servers) per PVC after \
+                 {DENSITY_PVCS}"
+            ),
+            format!(
+                "{:.1} MiB ({:.0} MiB before, {:.0} MiB after)",
+                (after.saturating_sub(before)) as f64 / 1024.0 / DENSITY_PVCS as f64,
+                before as f64 / 1024.0,
+                after as f64 / 1024.0
+            ),
+            "<= 12 MB with multiplexing",
+        );
+        let (now, later) = ids.split_at(DENSITY_DELETES);
+        let deleted = delete_all(&driver, now).await;
+        report.add(
+            &format!("{label}: {DENSITY_DELETES} parallel DeleteVolume"),
+            format!("{:.1} s", deleted.as_secs_f64()),
+            "<= 8 s with multiplexing",
+        );
+        delete_all(&driver, later).await;
+    }
+}
+
+/// Deletes the volumes in parallel; the wall time.
+async fn delete_all(driver: &DevDriver, ids: &[String]) -> Duration {
+    let started = Instant::now();
+    let mut deletes = tokio::task::JoinSet::new();
+    for id in ids {
+        let mut controller = driver.controller();
+        let request = DeleteVolumeRequest {
+            volume_id: id.clone(),
+            ..Default::default()
+        };
+        deletes.spawn(async move { controller.delete_volume(request).await });
+    }
+    while let Some(result) = deletes.join_next().await {
+        result.unwrap().unwrap();
+    }
+    started.elapsed()
+}
+
+/// Resident memory of every gluster process of the dev cluster (glusterd,
+/// bricks, self-heal daemon, quotad), in KiB.
+fn gluster_rss_kib(driver: &DevDriver) -> u64 {
+    driver
+        .cluster
+        .processes()
+        .iter()
+        .map(|(pid, _)| rss_kib(*pid))
+        .sum()
 }

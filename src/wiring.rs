@@ -16,7 +16,7 @@ use crate::controller::isolation::IsolationFlags;
 use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig, ServerZones};
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
-use crate::gluster::{Glusterd, SshCli, SshConfig};
+use crate::gluster::{Glusterd, SerialChanges, SshCli, SshConfig};
 use crate::mount::{FuseScope, PathPolicy, ScopeChoice, ScopeSettings, SystemMounter};
 use crate::node::watch::WatchConfig;
 use crate::node::{NodeConfig, NodeVolumes};
@@ -119,6 +119,8 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
             ))
         }
     };
+    // Changes go one at a time while the pool multiplexes bricks.
+    let glusterd: Arc<dyn Glusterd> = Arc::new(SerialChanges::new(glusterd));
     let bricks: Arc<dyn BrickServers> = match args.brick_cleanup {
         BrickCleanup::Agent => {
             let token =

@@ -568,6 +568,7 @@ fn brick_root_entries(root: &Path) -> Vec<String> {
 async fn twenty_parallel_creates_then_twenty_parallel_deletes() {
     let driver = DevDriver::start().await;
     let names: Vec<String> = (0..20).map(|_| pvc_name()).collect();
+    let started = std::time::Instant::now();
     let mut creates = tokio::task::JoinSet::new();
     for name in &names {
         let mut controller = driver.controller();
@@ -584,6 +585,10 @@ async fn twenty_parallel_creates_then_twenty_parallel_deletes() {
             .unwrap();
         ids.push(volume.volume_id);
     }
+    eprintln!(
+        "20 parallel creates: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let info = driver.gluster(&["volume", "info"]);
     assert_eq!(info.matches("<statusStr>Started</statusStr>").count(), 20);
     // The volumes of one StorageClass get the same options, so that with
@@ -603,6 +608,7 @@ async fn twenty_parallel_creates_then_twenty_parallel_deletes() {
         .into_inner();
     assert_eq!(listed.entries.len(), 20);
 
+    let started = std::time::Instant::now();
     let mut deletes = tokio::task::JoinSet::new();
     for id in &ids {
         let mut controller = driver.controller();
@@ -612,6 +618,10 @@ async fn twenty_parallel_creates_then_twenty_parallel_deletes() {
     while let Some(result) = deletes.join_next().await {
         result.unwrap().expect("parallel delete");
     }
+    eprintln!(
+        "20 parallel deletes: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(driver.volume_names().is_empty());
     assert_eq!(brick_leftovers(&driver), Vec::<String>::new());
 }

@@ -40,6 +40,10 @@ pub enum ControllerError {
     #[error("{0}")]
     PeersDown(String),
 
+    /// A size limit asked of a pool that cannot hold it safely.
+    #[error("{0}")]
+    QuotaUnsafe(String),
+
     /// Deleting would pull the data from under clients still using it.
     #[error("{0}")]
     InUse(String),
@@ -105,6 +109,7 @@ impl ControllerError {
             ControllerError::NotFound(_) => Code::NotFound,
             ControllerError::OutOfRange(_) => Code::OutOfRange,
             ControllerError::PeersDown(_) => Code::Unavailable,
+            ControllerError::QuotaUnsafe(_) => Code::FailedPrecondition,
             ControllerError::InUse(_) => Code::FailedPrecondition,
             ControllerError::CreateRace(_) => Code::Aborted,
             ControllerError::BrickRoot(_) => Code::FailedPrecondition,

@@ -541,9 +541,9 @@ impl Provisioner {
             bricks,
             force: allow_root_filesystem,
         };
-        self.create_in_glusterd(name, &new).await?;
         let size = request.capacity.size();
-        let enforced = self.enforces(request, size).await;
+        let enforced = self.enforces(request, size).await?;
+        self.create_in_glusterd(name, &new).await?;
         let finished = async {
             self.mark(name, request, size).await?;
             self.isolate(name, &self.config.isolation.volume_options(&servers))
@@ -553,7 +553,6 @@ impl Provisioner {
             // Only now: glusterd refuses quota on a volume never started.
             if enforced {
                 self.enforce_size(name, size, false).await?;
-                self.join_shared_brick_process(name).await?;
                 self.await_quota_helpers(name).await;
             }
             Ok(())
@@ -677,7 +676,7 @@ impl Provisioner {
         if !existing.options.contains_key(OPT_CSI_NAME) {
             self.mark(&name, request, size).await?;
         }
-        let enforced = self.enforces(request, size).await;
+        let enforced = self.enforces(request, size).await?;
         let tuning = if enforced {
             self.quota_tuning(&request.params.volume_options)
         } else {
@@ -709,13 +708,8 @@ impl Provisioner {
             tracing::warn!(volume = %name, differing = ?isolation, "volume was started before the current isolation settings; left as it is");
         }
         if enforced {
-            let quota_was_on = existing.quota_enabled();
-            self.enforce_size(&name, size, quota_was_on).await?;
-            if !quota_was_on {
-                // Quota is turned on in the create that makes the volume,
-                // before it is handed out: nobody mounts it yet.
-                self.join_shared_brick_process(&name).await?;
-            }
+            self.enforce_size(&name, size, existing.quota_enabled())
+                .await?;
             self.await_quota_helpers(&name).await;
         }
         Ok(ProvisionedVolume {
@@ -892,13 +886,14 @@ impl Provisioner {
     /// ("Commit failed on <peer>": a brick or the self-heal daemon did not
     /// come up there); `start force` finishes such a half-done start.
     async fn start(&self, name: &VolumeName) -> Result<(), ControllerError> {
-        let mut result = self.glusterd.start_volume(name.as_str(), false).await;
+        let start = |force| self.glusterd.start_volume(name.as_str(), force);
+        let mut result = start(false).await;
         for attempt in 1..=START_RETRIES {
             match &result {
                 Err(GlusterError::Rejected { message, .. }) => {
                     tracing::warn!(volume = %name, attempt, %message, "volume start failed; retrying with force");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    result = self.glusterd.start_volume(name.as_str(), true).await;
+                    result = start(true).await;
                 }
                 _ => break,
             }
@@ -908,18 +903,18 @@ impl Provisioner {
         )))
     }
 
-    /// `volume stop force`, asked again while glusterd fails its commit:
-    /// with multiplexed bricks a server fails it ("Failed to send detach
-    /// request") for a brick that attached to its process a moment ago, and
-    /// the same stop succeeds shortly after.
+    /// `volume stop force`, asked again while glusterd fails its commit
+    /// (with multiplexed bricks a server fails it, "Failed to send detach
+    /// request", while its connection to the shared brick process is down).
     async fn stop(&self, name: &VolumeName) -> Result<(), ControllerError> {
-        let mut result = self.glusterd.stop_volume(name.as_str(), true).await;
+        let stop = || self.glusterd.stop_volume(name.as_str(), true);
+        let mut result = stop().await;
         for attempt in 1..=STOP_RETRIES {
             match &result {
                 Err(GlusterError::Rejected { message, .. }) => {
                     tracing::warn!(volume = %name, attempt, %message, "volume stop failed; retrying");
                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-                    result = self.glusterd.stop_volume(name.as_str(), true).await;
+                    result = stop().await;
                 }
                 _ => break,
             }

@@ -34,13 +34,40 @@ impl Provisioner {
     /// Whether this request's size becomes a quota limit: what the
     /// StorageClass says (`enforceCapacity`), else yes, unless every server
     /// of the pool runs glusterfs 11.x or later (its max op-version), where
-    /// quotad is not safe to depend on. Sizes of 0 (none asked) never are.
-    pub(super) async fn enforces(&self, request: &super::CreateRequest, size: u64) -> bool {
-        if size == 0 {
-            return false;
+    /// quotad is not safe to depend on, or the pool multiplexes bricks.
+    /// Sizes of 0 (none asked) never are.
+    ///
+    /// Quota on multiplexed bricks is refused, asked or not: with both,
+    /// glusterd 10.3 failed `volume stop` of such volumes in every run of 20
+    /// parallel creates and deletes ("send_attach_req: not connected yet"),
+    /// and a volume whose stop failed stayed unstoppable on that server.
+    /// The same runs without quota passed.
+    pub(super) async fn enforces(
+        &self,
+        request: &super::CreateRequest,
+        size: u64,
+    ) -> Result<bool, ControllerError> {
+        if size == 0 || request.params.enforce_capacity == Some(false) {
+            return Ok(false);
+        }
+        // Read on every create: an operator may turn it on at any time.
+        let multiplexed = matches!(self.glusterd.brick_multiplex().await, Ok(Some(true)));
+        if multiplexed {
+            if request.params.enforce_capacity == Some(true) {
+                return Err(ControllerError::QuotaUnsafe(format!(
+                    "parameters.{}: \"true\" asks for a gluster quota, and this pool \
+                     multiplexes bricks (cluster.brick-multiplex on), where glusterd fails to \
+                     stop volumes with quota (glusterfs 10.x); drop enforceCapacity, or turn \
+                     multiplexing off (`gluster volume set all cluster.brick-multiplex off`, \
+                     for volumes started from then on)",
+                    super::params::ENFORCE_CAPACITY
+                )));
+            }
+            tracing::debug!(volume = %request.csi_name, "size recorded, not enforced: the pool multiplexes bricks");
+            return Ok(false);
         }
         if let Some(asked) = request.params.enforce_capacity {
-            return asked;
+            return Ok(asked);
         }
         let by_default = self
             .enforce_by_default
@@ -56,7 +83,7 @@ impl Provisioner {
             })
             .await;
         // A pool that cannot say now is asked again next time.
-        by_default.copied().unwrap_or(true)
+        Ok(by_default.copied().unwrap_or(true))
     }
 
     /// The options a new enforced volume gets before it starts, except
@@ -107,30 +134,6 @@ impl Provisioner {
     /// volume to set the limit; both end on their own, within the command
     /// on a quiet server, seconds later on a loaded one. Left there, they
     /// would count as users to a DeleteVolume that follows at once.
-    /// With brick multiplexing, a brick joins a running brick process only
-    /// if its volume's options equal those of the volumes there, and it is
-    /// placed once, at start. A volume started before quota was on has
-    /// other options than every enforced volume already running, so it got
-    /// a process of its own; restarted now (never handed out yet: nobody
-    /// mounts it), its bricks join the enforced volumes' process. Skipped
-    /// when multiplexing is off or cannot be read.
-    pub(super) async fn join_shared_brick_process(
-        &self,
-        name: &VolumeName,
-    ) -> Result<(), ControllerError> {
-        match self.glusterd.brick_multiplex().await {
-            Ok(Some(true)) => {}
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::debug!(volume = %name, error = %e, "cannot read whether bricks are multiplexed; the new volume keeps its brick processes");
-                return Ok(());
-            }
-        }
-        tracing::debug!(volume = %name, "restarting the new volume so that its bricks join the shared brick processes");
-        self.stop(name).await?;
-        self.start(name).await
-    }
-
     pub(super) async fn await_quota_helpers(&self, name: &VolumeName) {
         let Ok(Some(volume)) = self.read(name).await else {
             return;

@@ -52,68 +52,36 @@ async fn create_twice_makes_one_volume() {
     assert_eq!(first.context.servers().len(), 3);
 }
 
-/// With multiplexing, an enforced volume is restarted once quota is on, so
-/// that its bricks join the process of the volumes enforced before it; never
-/// again on a retry, and not without quota or multiplexing.
+/// On a pool that multiplexes bricks, sizes are recorded and not enforced
+/// by default, and a StorageClass asking for quota is refused before
+/// anything is made (glusterd cannot stop such volumes reliably).
 #[tokio::test]
-async fn multiplexed_enforced_volumes_are_restarted_into_the_shared_process() {
+async fn multiplexed_pools_get_no_quota() {
     let (provisioner, glusterd, _) = fakes::provisioner();
     glusterd.multiplex_bricks(true);
-    provisioner.create(&request("pvc-1", &[])).await.unwrap();
-    assert_eq!(
-        glusterd.writes()[3..],
-        [
-            "volume start csi-pvc-1",
-            "volume quota csi-pvc-1 enable",
-            "volume quota csi-pvc-1 limit-usage / 1073741824",
-            "volume stop csi-pvc-1 force",
-            "volume start csi-pvc-1",
-        ]
-    );
-    glusterd.clear_writes();
-    provisioner.create(&request("pvc-1", &[])).await.unwrap();
-    assert_eq!(
-        glusterd.writes(),
-        ["volume quota csi-pvc-1 limit-usage / 1073741824"]
-    );
-    glusterd.clear_writes();
-    provisioner
-        .create(&request("pvc-2", &[("enforceCapacity", "false")]))
-        .await
-        .unwrap();
+    let made = provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    assert_eq!(made.capacity_bytes, GIB);
     assert!(
-        !glusterd
-            .writes()
-            .iter()
-            .any(|w| w.starts_with("volume stop")),
+        !glusterd.writes().iter().any(|w| w.contains("quota")),
         "{:?}",
         glusterd.writes()
     );
-    glusterd.multiplex_bricks(false);
     glusterd.clear_writes();
-    provisioner.create(&request("pvc-3", &[])).await.unwrap();
+    let err = provisioner
+        .create(&request("pvc-2", &[("enforceCapacity", "true")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     assert!(
-        !glusterd
-            .writes()
-            .iter()
-            .any(|w| w.starts_with("volume stop"))
+        err.to_string().starts_with("parameters.enforceCapacity: ")
+            && err.to_string().contains("cluster.brick-multiplex"),
+        "{err}"
     );
-    // A create cut short between the start and quota: its retry turns
-    // quota on, and so restarts it.
-    glusterd.multiplex_bricks(true);
-    let marks = [(OPT_CSI_NAME, "pvc-4"), (OPT_CSI_SIZE, "1073741824")];
-    glusterd.insert(volume_info("csi-pvc-4", VolumeStatus::Started, &marks));
-    glusterd.clear_writes();
-    provisioner.create(&request("pvc-4", &[])).await.unwrap();
-    assert_eq!(
-        glusterd.writes()[1..],
-        [
-            "volume quota csi-pvc-4 enable",
-            "volume quota csi-pvc-4 limit-usage / 1073741824",
-            "volume stop csi-pvc-4 force",
-            "volume start csi-pvc-4",
-        ]
-    );
+    assert_eq!(glusterd.writes(), Vec::<String>::new());
+    // Off again: enforced as before.
+    glusterd.multiplex_bricks(false);
+    provisioner.create(&request("pvc-3", &[])).await.unwrap();
+    assert_eq!(glusterd.quota_limit_of("csi-pvc-3"), Some(GIB));
 }
 
 #[tokio::test]

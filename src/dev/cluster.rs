@@ -109,6 +109,12 @@ impl ClusterDescription {
     pub fn addresses(&self) -> Vec<String> {
         self.servers.iter().map(|s| s.address.clone()).collect()
     }
+
+    /// The cluster's gluster processes and their command lines (see
+    /// [`cluster_processes`]).
+    pub fn processes(&self) -> Vec<(i32, Vec<String>)> {
+        cluster_processes(&self.state_dir, &self.addresses())
+    }
 }
 
 /// A running dev cluster. Call [`DevCluster::teardown`] when done.

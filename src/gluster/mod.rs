@@ -4,6 +4,7 @@
 mod cli;
 pub mod error;
 mod lookup;
+pub mod serial;
 pub mod ssh;
 pub mod transport;
 pub mod version;
@@ -19,6 +20,7 @@ pub(crate) use cli::volume_set_words;
 pub use cli::{GlusterCli, LockRetry};
 pub use error::GlusterError;
 pub use lookup::RemoteVolumeLookup;
+pub use serial::SerialChanges;
 pub use ssh::{SshCli, SshConfig};
 pub use transport::{CliTransport, GlusterdAddress, OneShotCli, SessionPool};
 

@@ -55,11 +55,12 @@ impl Drop for Slot {
     }
 }
 
-/// Whether this test binary's dev clusters multiplex bricks: dev's default
-/// (on), except in the binaries that run a suite again without it, which
-/// are named `<suite>_unmultiplexed` (tests/integration_unmultiplexed.rs).
+/// Whether this test binary's dev clusters multiplex bricks: only in the
+/// binaries that run a suite again with it, named `<suite>_multiplexed`
+/// (tests/integration_multiplexed.rs); the others run gluster's default,
+/// one process per brick, where sizes are enforced.
 pub fn suite_multiplexes() -> bool {
-    !env!("CARGO_CRATE_NAME").ends_with("_unmultiplexed")
+    env!("CARGO_CRATE_NAME").ends_with("_multiplexed")
 }
 
 /// A running `glusterfs-csi dev`.
@@ -104,7 +105,11 @@ impl DevDriver {
         command
             .args(["dev", "--state-dir"])
             .arg(&state_dir)
-            .arg(format!("--brick-multiplex={}", suite_multiplexes()))
+            .args(
+                // A caller's own choice wins.
+                (!flags.iter().any(|f| f.starts_with("--brick-multiplex")))
+                    .then(|| format!("--brick-multiplex={}", suite_multiplexes())),
+            )
             .args(flags)
             .env("GLUSTERFS_CSI_LOG", "info,glusterfs_csi=debug")
             .stdin(Stdio::null())
