@@ -68,23 +68,18 @@ pub async fn observe<T>(
     volume: &str,
     rpc: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
-    let started = Instant::now();
-    let mut unanswered = Unanswered {
+    let mut call = Call {
         method,
         volume,
-        started,
+        started: Instant::now(),
         answered: false,
     };
     let result = rpc.await;
-    unanswered.answered = true;
-    let took = started.elapsed();
-    let code = match &result {
+    call.answered = true;
+    let (volume, duration_ms) = call.measure(match &result {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
-    };
-    crate::metrics::record_rpc(method, code, took);
-    let duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-    let volume: String = volume.chars().take(128).collect();
+    });
     match &result {
         Ok(_) if ROUTINE.contains(&method) => {
             tracing::debug!(method, volume = ?volume, duration_ms, code = "OK", "rpc")
@@ -107,25 +102,35 @@ pub async fn observe<T>(
 /// the handler, and without this the request would leave no trace.
 /// Operations that outlive their callers ([`crate::operations`]) log their
 /// end themselves.
-struct Unanswered<'a> {
+struct Call<'a> {
     method: &'static str,
     volume: &'a str,
     started: Instant,
     answered: bool,
 }
 
-impl Drop for Unanswered<'_> {
+impl Call<'_> {
+    /// Records the outcome in the metrics; the volume as logged (at most
+    /// 128 characters) and the duration in milliseconds with one decimal,
+    /// as every rpc log line has them.
+    fn measure(&self, code: Code) -> (String, f64) {
+        let took = self.started.elapsed();
+        crate::metrics::record_rpc(self.method, code, took);
+        let volume: String = self.volume.chars().take(128).collect();
+        (volume, (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
+    }
+}
+
+impl Drop for Call<'_> {
     fn drop(&mut self) {
         if self.answered {
             return;
         }
-        let took = self.started.elapsed();
-        crate::metrics::record_rpc(self.method, Code::Cancelled, took);
-        let volume: String = self.volume.chars().take(128).collect();
+        let (volume, duration_ms) = self.measure(Code::Cancelled);
         tracing::warn!(
             method = self.method,
             volume = ?volume,
-            duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            duration_ms,
             code = "Cancelled",
             "rpc: the caller went away before the answer"
         );

@@ -263,7 +263,9 @@ pub fn judge_multiplex(value: &Result<String, String>) -> Check {
             MULTIPLEX,
             format!(
                 "on ({MULTIPLEX_OPTION} {value}): the bricks of a server share glusterfsd \
-                 processes"
+                 processes; the driver then records sizes without enforcing them (glusterd \
+                 fails to stop multiplexed volumes with quota) and refuses classes with \
+                 enforceCapacity \"true\""
             ),
         ),
         Some(false) => Check::ok(

@@ -33,7 +33,7 @@ pub struct SerialChanges {
     inner: Arc<dyn Glusterd>,
     turn: tokio::sync::Mutex<()>,
     /// The last reading of the pool's multiplexing, and when it was made.
-    multiplexing: std::sync::Mutex<Option<(Instant, bool)>>,
+    multiplexing: std::sync::Mutex<Option<(Instant, Option<bool>)>>,
 }
 
 impl SerialChanges {
@@ -45,17 +45,23 @@ impl SerialChanges {
         }
     }
 
-    async fn multiplexed(&self) -> bool {
+    /// The pool's multiplexing, read at most every [`REREAD_AFTER`]; a
+    /// failed reading is not kept.
+    async fn reading(&self) -> Result<Option<bool>, GlusterError> {
         let known = *self.multiplexing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((read, on)) = known
             && read.elapsed() < REREAD_AFTER
         {
-            return on;
+            return Ok(on);
         }
-        // Unknown counts as off: nothing is held up by a pool that cannot say.
-        let on = matches!(self.inner.brick_multiplex().await, Ok(Some(true)));
+        let on = self.inner.brick_multiplex().await?;
         *self.multiplexing.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), on));
-        on
+        Ok(on)
+    }
+
+    /// Unknown counts as off: nothing is held up by a pool that cannot say.
+    async fn multiplexed(&self) -> bool {
+        matches!(self.reading().await, Ok(Some(true)))
     }
 
     /// The turn to change something, while the pool multiplexes.
@@ -136,7 +142,7 @@ impl Glusterd for SerialChanges {
     }
 
     async fn brick_multiplex(&self) -> Result<Option<bool>, GlusterError> {
-        self.inner.brick_multiplex().await
+        self.reading().await
     }
 
     async fn enable_quota(&self, volume: &str) -> Result<(), GlusterError> {

@@ -25,6 +25,15 @@ impl StandaloneController {
     /// glusterd, every server's agent, the per-server brick layout of a
     /// one-machine pool) and waits until it serves.
     pub async fn start(cluster: &ClusterDescription, socket: PathBuf) -> StandaloneController {
+        StandaloneController::start_with(cluster, socket, &[]).await
+    }
+
+    /// [`StandaloneController::start`] with extra controller flags.
+    pub async fn start_with(
+        cluster: &ClusterDescription,
+        socket: PathBuf,
+        flags: &[String],
+    ) -> StandaloneController {
         let first = &cluster.servers[0];
         let mut command = Command::new(env!("CARGO_BIN_EXE_glusterfs-csi"));
         command
@@ -42,6 +51,7 @@ impl StandaloneController {
             .arg(format!("--brick-agent-port={}", cluster.brick_agent_port))
             .arg("--allow-root-filesystem-bricks")
             .arg("--test-cluster-brick-layout")
+            .args(flags)
             .env(
                 "GLUSTERFS_CSI_BRICK_AGENT_TOKEN",
                 &cluster.brick_agent_token,
