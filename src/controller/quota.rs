@@ -50,7 +50,8 @@ impl Provisioner {
         if size == 0 || request.params.enforce_capacity == Some(false) {
             return Ok(false);
         }
-        // Read on every create: an operator may turn it on at any time.
+        // Asked on every create (the SerialChanges seam keeps a reading
+        // 10 s): an operator may turn it on at any time.
         let multiplexed = matches!(self.glusterd.brick_multiplex().await, Ok(Some(true)));
         if multiplexed {
             if request.params.enforce_capacity == Some(true) {
