@@ -54,6 +54,9 @@ async fn main() {
     if run("density") {
         density(&mut report).await;
     }
+    if run("subdirectory") {
+        subdirectory(&mut report).await;
+    }
     report.print();
 }
 
@@ -818,4 +821,238 @@ fn gluster_rss_kib(driver: &DevDriver) -> u64 {
         .iter()
         .map(|(pid, _)| rss_kib(*pid))
         .sum()
+}
+
+/// The pool subdirectory-mode figures use.
+const BENCH_POOL: &str = "bench-pool";
+/// PVCs published at once for the FUSE client memory figure.
+const PUBLISHED: usize = 20;
+
+/// Subdirectory mode against volume mode: CreateVolume one at a time on a
+/// cluster without multiplexing, where both modes enforce sizes, then on a
+/// multiplexed one (as dev runs by default), where volume mode does not;
+/// there also server memory per additional PVC, and the FUSE client memory
+/// of a node with 20 PVCs mounted, one client per PVC (what the driver
+/// does) against one client for the whole pool with bind mounts (raw
+/// `mount`, for comparison).
+async fn subdirectory(report: &mut Report) {
+    println!(
+        "subdirectory mode vs volume mode, sizes enforced (fresh dev cluster, not multiplexed)"
+    );
+    {
+        let driver = DevDriver::start_with(&["--brick-multiplex=false".to_string()]).await;
+        let pool = [("pool", BENCH_POOL)];
+        create_with(&driver, "pvc-sub-first", &pool).await;
+        let (volume_median, directory_median) =
+            create_medians(&driver, SIZE_SAMPLES, &pool, &[]).await;
+        report.add(
+            &format!(
+                "CreateVolume median of {SIZE_SAMPLES}, sizes enforced (no multiplexing): volume \
+                 mode (quota) vs subdirectory mode (directory quota)"
+            ),
+            format!(
+                "{:.0} ms vs {:.1} ms ({:.3}x)",
+                ms(volume_median),
+                ms(directory_median),
+                ms(directory_median) / ms(volume_median)
+            ),
+            "subdirectory <= 0.25x",
+        );
+    }
+    println!("subdirectory mode (fresh dev cluster, multiplexed)");
+    let driver = DevDriver::start_with(&["--brick-multiplex=true".to_string()]).await;
+    let pool = [("pool", BENCH_POOL)];
+    // The pool is made by the first PVC: its cost is measured apart.
+    let before_pool = gluster_rss_kib(&driver);
+    let (_, first) = create_with(&driver, "pvc-sub-first", &pool).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let with_pool = gluster_rss_kib(&driver);
+    report.add(
+        "subdirectory: first CreateVolume (makes the pool)",
+        format!(
+            "{:.2} s; pool costs {:.0} MiB of server memory",
+            first.as_secs_f64(),
+            with_pool.saturating_sub(before_pool) as f64 / 1024.0
+        ),
+        "",
+    );
+    let (volume_median, directory_median) = create_medians(&driver, SAMPLES, &pool, &[]).await;
+    report.add(
+        &format!(
+            "CreateVolume median of {SAMPLES}, multiplexed: volume mode (size not enforced) \
+             vs subdirectory mode (directory quota)"
+        ),
+        format!(
+            "{:.0} ms vs {:.1} ms ({:.3}x)",
+            ms(volume_median),
+            ms(directory_median),
+            ms(directory_median) / ms(volume_median)
+        ),
+        "subdirectory <= 0.25x",
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let before = gluster_rss_kib(&driver);
+    let started = Instant::now();
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..DENSITY_PVCS {
+        let mut controller = driver.controller();
+        let request = create_request(&format!("pvc-sub-density-{i}"), &pool);
+        creates.spawn(async move { controller.create_volume(request).await });
+    }
+    let mut made = Vec::new();
+    while let Some(result) = creates.join_next().await {
+        made.push(result.unwrap().unwrap().into_inner().volume.unwrap());
+    }
+    let wall = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = gluster_rss_kib(&driver);
+    report.add(
+        &format!("subdirectory: {DENSITY_PVCS} parallel CreateVolume"),
+        format!("wall {:.2} s", wall.as_secs_f64()),
+        "",
+    );
+    report.add(
+        &format!(
+            "subdirectory: server memory (all gluster processes of 3 servers) per PVC after \
+             {DENSITY_PVCS}"
+        ),
+        format!(
+            "{:.2} MiB ({:.0} MiB before, {:.0} MiB after)",
+            after.saturating_sub(before) as f64 / 1024.0 / DENSITY_PVCS as f64,
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        ),
+        "<= 1 MB",
+    );
+
+    // A node with PUBLISHED PVCs staged: one FUSE client each.
+    let mut node = driver.node();
+    let staged: Vec<(&Volume, std::path::PathBuf)> = made[..PUBLISHED]
+        .iter()
+        .map(|v| (v, driver.staging_path(&v.volume_id.replace('/', "-"))))
+        .collect();
+    for (volume, staging) in &staged {
+        node.node_stage_volume(stage_request(volume, staging))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_volume = fuse_clients_rss_kib(staged.iter().map(|(_, s)| s.as_path()));
+    // The same PVCs through one client of the pool and bind mounts.
+    let shared = driver.kubelet.path().join("bench-shared-pool");
+    std::fs::create_dir_all(&shared).unwrap();
+    let ctx = &made[0].volume_context;
+    let status = Command::new("mount")
+        .args(["-t", "glusterfs"])
+        .arg(format!("{}:/{BENCH_POOL}", ctx["server"]))
+        .arg(&shared)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut binds = Vec::new();
+    for volume in &made[..PUBLISHED] {
+        let directory = volume.volume_id.split_once('/').unwrap().1;
+        let target = driver
+            .kubelet
+            .path()
+            .join(format!("bench-bind-{directory}"));
+        std::fs::create_dir_all(&target).unwrap();
+        let status = Command::new("mount")
+            .arg("--bind")
+            .arg(shared.join(directory))
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        binds.push(target);
+    }
+    let shared_rss = fuse_clients_rss_kib(std::iter::once(shared.as_path()));
+    report.add(
+        &format!("FUSE client memory of a node with {PUBLISHED} PVCs staged"),
+        format!(
+            "{:.0} MiB with a client per PVC ({:.1} MiB each), {:.1} MiB with one client of the \
+             pool and bind mounts",
+            per_volume.1 as f64 / 1024.0,
+            per_volume.1 as f64 / 1024.0 / per_volume.0.max(1) as f64,
+            shared_rss.1 as f64 / 1024.0
+        ),
+        "",
+    );
+    for target in binds.iter().chain(std::iter::once(&shared)) {
+        let _ = Command::new("umount").arg(target).status();
+    }
+    for (volume, staging) in &staged {
+        node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: volume.volume_id.clone(),
+            staging_target_path: staging.to_string_lossy().into_owned(),
+        })
+        .await
+        .unwrap();
+    }
+    let ids: Vec<String> = made.iter().map(|v| v.volume_id.clone()).collect();
+    let deleted = delete_all(&driver, &ids).await;
+    report.add(
+        &format!("subdirectory: {DENSITY_PVCS} parallel DeleteVolume"),
+        format!("{:.2} s", deleted.as_secs_f64()),
+        "",
+    );
+}
+
+/// CreateVolume one at a time, alternating: volume mode with `volume`'s
+/// parameters, subdirectory mode in `pool`; the medians. Deletes both.
+async fn create_medians(
+    driver: &DevDriver,
+    samples: usize,
+    pool: &[(&str, &str)],
+    volume: &[(&str, &str)],
+) -> (Duration, Duration) {
+    let mut volume_mode = Vec::new();
+    let mut directory_mode = Vec::new();
+    let mut made = Vec::new();
+    for i in 0..samples {
+        let (v, took) = create_with(driver, &format!("pvc-vol-{i}"), volume).await;
+        volume_mode.push(took);
+        made.push(v);
+        let (v, took) = create_with(driver, &format!("pvc-sub-{i}"), pool).await;
+        directory_mode.push(took);
+        made.push(v);
+    }
+    let mut controller = driver.controller();
+    for v in &made {
+        delete_as_the_provisioner_does(&mut controller, v).await;
+    }
+    (median(volume_mode), median(directory_mode))
+}
+
+/// How many gluster FUSE clients serve the mounts at `mount_points` (the
+/// last argument of their command line), and their resident memory in KiB.
+fn fuse_clients_rss_kib<'a>(mount_points: impl Iterator<Item = &'a Path>) -> (usize, u64) {
+    let wanted: Vec<Vec<u8>> = mount_points
+        .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
+        .collect();
+    let mut count = 0;
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        let is_client = args.first().is_some_and(|a| a.ends_with(b"glusterfs"));
+        if is_client
+            && args
+                .last()
+                .is_some_and(|last| wanted.iter().any(|w| w == last))
+        {
+            count += 1;
+            total += rss_kib(pid);
+        }
+    }
+    (count, total)
 }

@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> AppResult<()> {
         Mode::Dev(args) => crate::dev::run(args).await,
         Mode::SshCommand(args) => crate::ssh_command::run(args).await,
         Mode::PurgeBrickTrash(args) => crate::bricks::trash::run_purge(args),
+        Mode::PurgePoolDirectory(args) => crate::mount::pool::run_purge_directory(args),
         Mode::Ping(args) => crate::csi::ping::run(args).await,
         Mode::Migrate(args) => crate::migrate::run(args),
         Mode::Doctor(args) => crate::doctor::run(args).await,
@@ -76,6 +77,7 @@ async fn run_controller(args: ControllerArgs) -> AppResult<()> {
     };
     let served = csi::serve(listener, services, shutdown_signal()).await;
     operations.drain(crate::operations::SHUTDOWN_GRACE).await;
+    provisioner.release_pools().await;
     served?;
     Ok(())
 }

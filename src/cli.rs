@@ -1,5 +1,5 @@
 //! The command line: every mode's arguments. Plain types only; `app` and the
-//! modes (dev, ssh-command, purge-brick-trash, migrate) read them, nothing
+//! modes (dev, ssh-command, purge-brick-trash, purge-pool-directory, migrate) read them, nothing
 //! here depends on them. Every flag is also an environment variable
 //! (`GLUSTERFS_CSI_*`).
 
@@ -52,6 +52,11 @@ pub enum Mode {
     /// node's mounts.
     #[command(hide = true)]
     PurgeBrickTrash(PurgeBrickTrashArgs),
+    /// Removes a subdirectory-mode volume's directory from the controller's
+    /// mount of its pool. Started by the controller as a child process, for
+    /// the same reason.
+    #[command(hide = true)]
+    PurgePoolDirectory(PurgePoolDirectoryArgs),
     /// Writes CSI PersistentVolumes, claims and a runbook for PersistentVolumes
     /// of the removed in-tree `kubernetes.io/glusterfs` plugin. Reads
     /// `kubectl get pv,endpoints -A -o yaml` (or `-o json`); changes nothing
@@ -346,6 +351,12 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub server_zones: Vec<String>,
+    /// Offer subdirectory mode (StorageClass parameter `pool`): the
+    /// controller mounts each pool it uses below this directory (FUSE: the
+    /// controller needs /dev/fuse and CAP_SYS_ADMIN) to make, mark and
+    /// remove the volumes' directories. Off when unset.
+    #[arg(long, env = "GLUSTERFS_CSI_POOL_MOUNT_DIR")]
+    pub pool_mount_dir: Option<PathBuf>,
     #[command(flatten)]
     pub isolation: IsolationArgs,
     #[command(flatten)]
@@ -590,6 +601,14 @@ pub struct SshCommandArgs {
 pub struct PurgeBrickTrashArgs {
     /// A brick root's trash directory (`<brick root>/.glusterfs-csi-trash`).
     pub trash: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PurgePoolDirectoryArgs {
+    /// The controller's mount of the pool (`<pool mount dir>/<pool>`).
+    pub pool_mount: PathBuf,
+    /// The volume's directory at the pool's top (`csi-...`).
+    pub directory: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tonic::Code;
 
 use crate::controller::{
-    BrickError, BrickRootReport, BrickServers, Isolation, Provisioner, ProvisionerConfig,
-    RootCheck, ServerZones,
+    BrickError, BrickRootReport, BrickServers, DirectoryError, DirectoryState, Isolation,
+    PoolAccess, PoolDirectories, Provisioner, ProvisionerConfig, RootCheck, ServerZones,
 };
 use crate::gluster::transport::CliArg;
 use crate::gluster::volume_set_words;
@@ -444,6 +444,49 @@ impl Glusterd for FakeGlusterd {
         Ok(())
     }
 
+    async fn set_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+        bytes: u64,
+    ) -> Result<(), GlusterError> {
+        let path = format!("/{directory}");
+        self.write(&[
+            "volume",
+            "quota",
+            volume,
+            "limit-usage",
+            &path,
+            &bytes.to_string(),
+        ])?;
+        let mut state = self.state.lock().unwrap();
+        let info = state
+            .volumes
+            .get(volume)
+            .ok_or_else(|| GlusterError::NoSuchVolume(volume.into()))?;
+        if !info.quota_enabled() {
+            return Err(GlusterError::Rejected {
+                command: "volume quota".into(),
+                errno: 30800,
+                message: "Quota is disabled, please enable quota".into(),
+            });
+        }
+        state.quota_limits.insert(format!("{volume}{path}"), bytes);
+        Ok(())
+    }
+
+    async fn remove_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+    ) -> Result<(), GlusterError> {
+        let path = format!("/{directory}");
+        self.write(&["volume", "quota", volume, "remove", &path])?;
+        let mut state = self.state.lock().unwrap();
+        state.quota_limits.remove(&format!("{volume}{path}"));
+        Ok(())
+    }
+
     async fn brick_states(&self, volume: &str) -> Result<Option<Vec<BrickState>>, GlusterError> {
         let state = self.state.lock().unwrap();
         let Some(info) = state.volumes.get(volume) else {
@@ -637,6 +680,119 @@ impl BrickServers for FakeBricks {
             report.unwrap_or_else(|| brick_root_report(true)),
         ))
     }
+}
+
+/// Directories of pools in memory: `<pool>/<directory>` to its state.
+#[derive(Default)]
+pub struct FakeDirectories {
+    entries: Mutex<BTreeMap<String, DirectoryState>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeDirectories {
+    pub fn put(&self, pool: &str, directory: &str, state: DirectoryState) {
+        let key = format!("{pool}/{directory}");
+        self.entries.lock().unwrap().insert(key, state);
+    }
+
+    pub fn get(&self, pool: &str, directory: &str) -> DirectoryState {
+        let key = format!("{pool}/{directory}");
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(&key)
+            .cloned()
+            .unwrap_or(DirectoryState::Missing)
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn call(&self, what: &str, pool: &PoolAccess, directory: &VolumeName) -> String {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{what} {}/{directory}", pool.pool));
+        format!("{}/{directory}", pool.pool)
+    }
+}
+
+#[async_trait]
+impl PoolDirectories for FakeDirectories {
+    async fn state(
+        &self,
+        pool: &PoolAccess,
+        directory: &VolumeName,
+    ) -> Result<DirectoryState, DirectoryError> {
+        Ok(self.get(&pool.pool, directory.as_str()))
+    }
+
+    async fn make(
+        &self,
+        pool: &PoolAccess,
+        directory: &VolumeName,
+        csi_name: &str,
+        size_bytes: u64,
+        _owner: Option<(u32, u32)>,
+    ) -> Result<(), DirectoryError> {
+        let key = self.call("make", pool, directory);
+        self.entries.lock().unwrap().insert(
+            key,
+            DirectoryState::Ours {
+                csi_name: csi_name.to_string(),
+                size_bytes,
+                deleting: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn record_size(
+        &self,
+        pool: &PoolAccess,
+        directory: &VolumeName,
+        size: u64,
+    ) -> Result<(), DirectoryError> {
+        let key = self.call("record_size", pool, directory);
+        if let Some(DirectoryState::Ours { size_bytes, .. }) =
+            self.entries.lock().unwrap().get_mut(&key)
+        {
+            *size_bytes = size;
+        }
+        Ok(())
+    }
+
+    async fn mark_deleting(
+        &self,
+        pool: &PoolAccess,
+        directory: &VolumeName,
+    ) -> Result<(), DirectoryError> {
+        let key = self.call("mark_deleting", pool, directory);
+        if let Some(DirectoryState::Ours { deleting, .. }) =
+            self.entries.lock().unwrap().get_mut(&key)
+        {
+            *deleting = true;
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        pool: &PoolAccess,
+        directory: &VolumeName,
+    ) -> Result<(), DirectoryError> {
+        let key = self.call("remove", pool, directory);
+        self.entries.lock().unwrap().remove(&key);
+        Ok(())
+    }
+}
+
+/// A provisioner over fakes that offers subdirectory mode.
+pub fn provisioner_with_pools() -> (Provisioner, Arc<FakeGlusterd>, Arc<FakeDirectories>) {
+    let (provisioner, glusterd, _) = provisioner();
+    let directories = Arc::new(FakeDirectories::default());
+    let provisioner = provisioner.with_directories(directories.clone());
+    (provisioner, glusterd, directories)
 }
 
 /// A provisioner over fakes, bricks at `/bricks/<volume>`.

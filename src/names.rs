@@ -126,6 +126,72 @@ pub fn is_gluster_volume_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A pool of subdirectory mode: a gluster volume holding one directory per
+/// CSI volume. Never in the driver's own volume namespace (`csi-`, `csi_`),
+/// so no volume-mode call can ever take a pool for one of its volumes.
+pub fn is_pool_name(name: &str) -> bool {
+    is_gluster_volume_name(name)
+        && name.len() <= 64
+        && !name.starts_with(DIRECT_PREFIX)
+        && !name.starts_with(HASHED_PREFIX)
+}
+
+/// The CSI volume id of a subdirectory-mode volume, `<pool>/<directory>`:
+/// the directory (named as a volume-mode volume would be) at the top of
+/// the pool. It is also what a node mounts (`server:/<pool>/<directory>`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolDirectory {
+    pool: String,
+    directory: VolumeName,
+}
+
+impl PoolDirectory {
+    pub fn new(pool: &str, directory: VolumeName) -> Option<PoolDirectory> {
+        is_pool_name(pool).then(|| PoolDirectory {
+            pool: pool.to_string(),
+            directory,
+        })
+    }
+
+    /// Accepts only ids this driver could have handed out.
+    pub fn parse(id: &str) -> Option<PoolDirectory> {
+        let (pool, directory) = id.split_once('/')?;
+        PoolDirectory::new(pool, VolumeName::parse(directory)?)
+    }
+
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    pub fn directory(&self) -> &VolumeName {
+        &self.directory
+    }
+
+    /// The directory's path inside the pool, as gluster's quota commands take it.
+    pub fn path_in_pool(&self) -> String {
+        format!("/{}", self.directory)
+    }
+}
+
+impl std::fmt::Display for PoolDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.pool, self.directory)
+    }
+}
+
+/// A directory name a static PersistentVolume may mount below a volume
+/// (`volume_context.volume` = `<volume>/<directory>`): one plain path
+/// component that mount.glusterfs passes on unchanged.
+pub fn is_subdirectory_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 /// A DNS name or IPv4 address, as bricks and mount sources use them.
 pub fn is_host_name(host: &str) -> bool {
     let bytes = host.as_bytes();
@@ -215,6 +281,39 @@ mod tests {
             "csi-../../etc",
         ] {
             assert_eq!(VolumeName::parse(id), None, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn pool_directories_are_told_from_volumes() {
+        let dir = VolumeName::for_csi_name("pvc-1").unwrap();
+        let id = PoolDirectory::new("pool-a", dir.clone()).unwrap();
+        assert_eq!(id.to_string(), "pool-a/csi-pvc-1");
+        assert_eq!(id.path_in_pool(), "/csi-pvc-1");
+        assert_eq!(PoolDirectory::parse("pool-a/csi-pvc-1"), Some(id));
+        assert_eq!(VolumeName::parse("pool-a/csi-pvc-1"), None);
+        for bad in [
+            "csi-pvc-1",
+            "pool-a/",
+            "/csi-pvc-1",
+            "pool-a/csi-pvc-1/x",
+            "pool-a/../csi-pvc-1",
+            "pool-a/data",
+            "csi-pool/csi-pvc-1",
+            "csi_pool/csi-pvc-1",
+            "-pool/csi-pvc-1",
+            "po ol/csi-pvc-1",
+        ] {
+            assert_eq!(PoolDirectory::parse(bad), None, "{bad:?}");
+        }
+        assert!(is_pool_name("shared_1"));
+        assert!(!is_pool_name("csi-pvc-1"));
+        assert!(!is_pool_name(&"p".repeat(65)));
+        for ok in ["data", "pvc-1", "a.b_c"] {
+            assert!(is_subdirectory_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "-o", "a,b", "$x"] {
+            assert!(!is_subdirectory_name(bad), "{bad:?}");
         }
     }
 

@@ -12,6 +12,9 @@ use crate::names::VolumeName;
 pub const OPT_CSI_NAME: &str = "user.csi.name";
 /// Requested capacity in bytes.
 pub const OPT_CSI_SIZE: &str = "user.csi.size";
+/// A pool of subdirectory mode (`created` by the driver, or `adopted` by the
+/// operator): the driver makes directories at its top, and never deletes it.
+pub const OPT_CSI_POOL: &str = "user.csi.pool";
 /// Set (to a Unix timestamp) once deletion began; never cleared.
 pub const OPT_CSI_DELETING: &str = "user.csi.deleting";
 /// `user.csi.name` given to an unmarked half-made volume when it is removed.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::names::{is_gluster_volume_name, is_host_name};
+use crate::names::{is_gluster_volume_name, is_host_name, is_subdirectory_name};
 
 pub const KEY_VOLUME: &str = "volume";
 pub const KEY_SERVER: &str = "server";
@@ -16,7 +16,8 @@ pub const MAX_VOLUME_ID: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeContext {
-    /// Gluster volume to mount.
+    /// Gluster volume to mount, or `<volume>/<directory>` for one directory
+    /// at its top (subdirectory mode, or a static PV).
     pub volume: String,
     /// Server asked first for the volume file.
     pub server: String,
@@ -52,6 +53,11 @@ impl VolumeContext {
         })
     }
 
+    /// The gluster volume itself, without the directory of a subdirectory mount.
+    pub fn gluster_volume(&self) -> &str {
+        gluster_volume_of(&self.volume)
+    }
+
     /// Primary first, then the backups.
     pub fn servers(&self) -> Vec<String> {
         std::iter::once(self.server.clone())
@@ -77,12 +83,7 @@ impl VolumeContext {
     /// its own (`csi.storage.k8s.io/...`) to NodePublish contexts.
     pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ContextError> {
         let volume = required(map, KEY_VOLUME)?;
-        if !is_gluster_volume_name(volume) {
-            return Err(ContextError {
-                key: KEY_VOLUME,
-                reason: format!("{volume:?} is not a valid gluster volume name"),
-            });
-        }
+        check_volume(volume)?;
         let server = required(map, KEY_SERVER)?;
         check_host(KEY_SERVER, server)?;
         let mut backup_servers = Vec::new();
@@ -106,6 +107,35 @@ impl VolumeContext {
             mount_options,
         })
     }
+}
+
+/// `<volume>` or `<volume>/<directory>`: what follows `server:/` in a mount.
+fn check_volume(value: &str) -> Result<(), ContextError> {
+    let (volume, directory) = match value.split_once('/') {
+        Some((volume, directory)) => (volume, Some(directory)),
+        None => (value, None),
+    };
+    if !is_gluster_volume_name(volume) {
+        return Err(ContextError {
+            key: KEY_VOLUME,
+            reason: format!("{volume:?} is not a valid gluster volume name"),
+        });
+    }
+    match directory {
+        Some(directory) if !is_subdirectory_name(directory) => Err(ContextError {
+            key: KEY_VOLUME,
+            reason: format!(
+                "{directory:?} is not a directory name a volume can be mounted at (one path \
+                 component of letters, digits, '-', '_' and '.', not starting with '.' or '-')"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The gluster volume of a mount's `<volume>[/<directory>]`.
+pub fn gluster_volume_of(volume: &str) -> &str {
+    volume.split_once('/').map_or(volume, |(volume, _)| volume)
 }
 
 fn required<'a>(
@@ -183,6 +213,19 @@ mod tests {
                     .starts_with(&format!("volume_context.{named}"))
             );
         }
+        for bad in ["gv0/", "gv0/a/b", "gv0/..", "gv0/.x", "/gv0", "gv0/a b"] {
+            let mut map = base.clone();
+            map.insert(KEY_VOLUME.to_string(), bad.to_string());
+            assert_eq!(
+                VolumeContext::from_map(&map).unwrap_err().key,
+                "volume",
+                "{bad:?}"
+            );
+        }
+        let mut subdirectory = base.clone();
+        subdirectory.insert(KEY_VOLUME.to_string(), "pool/csi-pvc-1".to_string());
+        let ctx = VolumeContext::from_map(&subdirectory).unwrap();
+        assert_eq!(ctx.gluster_volume(), "pool");
         let mut missing = base.clone();
         missing.remove(KEY_SERVER);
         assert_eq!(VolumeContext::from_map(&missing).unwrap_err().key, "server");

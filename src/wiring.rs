@@ -17,6 +17,7 @@ use crate::controller::{BrickServers, Isolation, Provisioner, ProvisionerConfig,
 use crate::gluster::ssh::parse_remote_command;
 use crate::gluster::{GlusterCli, GlusterdAddress, LockRetry, RemoteVolumeLookup, SessionPool};
 use crate::gluster::{Glusterd, SerialChanges, SshCli, SshConfig};
+use crate::mount::pool::PoolMounts;
 use crate::mount::{FuseScope, PathPolicy, ScopeChoice, ScopeSettings, SystemMounter};
 use crate::node::watch::WatchConfig;
 use crate::node::{NodeConfig, NodeVolumes};
@@ -80,6 +81,22 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
         .map_err(|e| format!("--default-brick-root: {e}"))?;
     crate::node::MountOptions::parse(args.mount_options.iter().map(String::as_str))
         .map_err(|e| format!("--mount-options: {e}"))?;
+    if let Some(dir) = &args.pool_mount_dir {
+        if !dir.is_absolute() {
+            return Err(format!(
+                "--pool-mount-dir: {} is not an absolute path",
+                dir.display()
+            )
+            .into());
+        }
+        if matches!(args.glusterd_access, GlusterdAccess::Ssh) {
+            return Err(
+                "--pool-mount-dir: subdirectory mode needs --glusterd-access socket (the ssh \
+                        forced command allows no pool or directory quota commands)"
+                    .into(),
+            );
+        }
+    }
     let isolation = isolation(&args.isolation)?;
     let server_zones = ServerZones::parse(&args.server_zones)
         .map_err(|e| format!("{}: {e}", crate::controller::zones::FLAG))?;
@@ -140,7 +157,7 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
             ))
         }
     };
-    Ok(Arc::new(Provisioner::new(
+    let provisioner = Provisioner::new(
         glusterd,
         bricks,
         ProvisionerConfig {
@@ -153,7 +170,21 @@ pub fn provisioner(args: &ControllerArgs) -> AppResult<Arc<Provisioner>> {
             isolation,
             server_zones,
         },
-    )))
+    );
+    let Some(dir) = &args.pool_mount_dir else {
+        return Ok(Arc::new(provisioner));
+    };
+    // The controller's own FUSE clients, in its own cgroup: they go with it.
+    let mounter = SystemMounter::new(
+        FuseScope::Inline,
+        PathPolicy {
+            beneath: Some(dir.clone()),
+        },
+    );
+    let pools = PoolMounts::new(dir.clone(), Arc::new(mounter), args.mount_options.clone())
+        .map_err(|e| format!("--pool-mount-dir {}: {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "subdirectory mode offered: pools are mounted here");
+    Ok(Arc::new(provisioner.with_directories(Arc::new(pools))))
 }
 
 /// The node's parts: its volumes over a mounter whose FUSE clients run
@@ -301,6 +332,24 @@ mod tests {
         let e = start(&["--server-zone=s1=eu central"]).unwrap_err();
         assert!(
             e.starts_with("--server-zone: \"s1=eu central\": zone"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pool_mounts_need_an_absolute_directory_and_the_socket() {
+        assert_eq!(
+            start(&["--pool-mount-dir=pools"]).unwrap_err(),
+            "--pool-mount-dir: pools is not an absolute path"
+        );
+        let e = start(&[
+            "--pool-mount-dir=/tmp/glusterfs-csi-unit-pools",
+            "--glusterd-access=ssh",
+            "--ssh-servers=s1",
+        ])
+        .unwrap_err();
+        assert!(
+            e.starts_with("--pool-mount-dir: subdirectory mode needs"),
             "{e}"
         );
     }

@@ -523,6 +523,26 @@ fn server_zones_become_controller_flags() {
 }
 
 #[test]
+fn subdirectory_mode_gives_the_controller_its_pool_mounts() {
+    let out = render(Some("tests/helm/values-hyperconverged.yaml"));
+    let files = yaml_files(out.path());
+    let controller = &files["30-controller.yaml"];
+    assert!(
+        controller.contains("- --pool-mount-dir=/var/lib/glusterfs-csi/pools\n"),
+        "{controller}"
+    );
+    assert!(controller.contains("privileged: true"), "{controller}");
+    assert!(controller.contains("path: /dev/fuse"), "{controller}");
+    assert!(controller.contains("mountPath: /var/lib/glusterfs-csi/pools"));
+    assert!(files["40-storageclasses.yaml"].contains("pool: \"shared-pvcs\"\n"));
+    let defaults = yaml_files(render(None).path());
+    let controller = &defaults["30-controller.yaml"];
+    for absent in ["--pool-mount-dir", "privileged", "/dev/fuse"] {
+        assert!(!controller.contains(absent), "{absent}");
+    }
+}
+
+#[test]
 fn chart_refuses_inconsistent_values() {
     for (values, expected) in [
         ("glusterd:\n  access: ssh\n", "needs glusterd.ssh.servers"),

@@ -225,7 +225,7 @@ pub fn lock_exclusive(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 }
 
 /// VmHWM of this process.
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

@@ -3,6 +3,7 @@
 use tonic::Code;
 
 use super::bricks::BrickError;
+use super::directories::DirectoryError;
 use super::params::ParamError;
 use super::placement::PlacementError;
 use crate::gluster::GlusterError;
@@ -47,6 +48,26 @@ pub enum ControllerError {
     /// Deleting would pull the data from under clients still using it.
     #[error("{0}")]
     InUse(String),
+
+    /// Subdirectory mode cannot use the pool asked for (not the driver's,
+    /// or no pool mounts in this controller).
+    #[error("{0}")]
+    Pool(String),
+
+    #[error(
+        "pool {0} is not started; start it (`gluster volume start {0}`) and the call is retried"
+    )]
+    PoolNotStarted(String),
+
+    #[error("{0} was not made by this driver; refusing to delete or change it")]
+    NotOursDirectory(String),
+
+    #[error("{action}: {source}")]
+    Directory {
+        action: String,
+        #[source]
+        source: DirectoryError,
+    },
 
     #[error("gluster volume {0} is being created by another request; retry")]
     CreateRace(String),
@@ -112,6 +133,10 @@ impl ControllerError {
             ControllerError::QuotaUnsafe(_) => Code::FailedPrecondition,
             ControllerError::InUse(_) => Code::FailedPrecondition,
             ControllerError::CreateRace(_) => Code::Aborted,
+            ControllerError::Pool(_) => Code::FailedPrecondition,
+            ControllerError::PoolNotStarted(_) => Code::Unavailable,
+            ControllerError::NotOursDirectory(_) => Code::FailedPrecondition,
+            ControllerError::Directory { source, .. } => source.code,
             ControllerError::BrickRoot(_) => Code::FailedPrecondition,
             ControllerError::BrickRootUnchecked { first, .. } => first.code,
             ControllerError::RootFilesystem { source, .. } => source.code(),
@@ -125,6 +150,11 @@ impl ControllerError {
                 retryable => retryable,
             },
         }
+    }
+
+    pub(crate) fn directory(action: impl Into<String>) -> impl FnOnce(DirectoryError) -> Self {
+        let action = action.into();
+        move |source| ControllerError::Directory { action, source }
     }
 
     pub(crate) fn gluster(action: impl Into<String>) -> impl FnOnce(GlusterError) -> Self {

@@ -3,6 +3,7 @@
 
 pub mod bricks;
 pub mod capacity;
+pub mod directories;
 pub mod error;
 pub mod health;
 #[cfg(test)]
@@ -10,6 +11,7 @@ mod health_tests;
 pub mod isolation;
 pub mod params;
 pub mod placement;
+pub mod pools;
 pub mod quota;
 pub mod survey;
 #[cfg(test)]
@@ -22,13 +24,14 @@ use futures_util::future::join_all;
 use std::time::Duration;
 
 use crate::gluster::{BrickAddress, GlusterError, Glusterd, NewVolume, VolumeInfo, VolumeStatus};
-use crate::names::VolumeName;
+use crate::names::{PoolDirectory, VolumeName};
 use crate::ownership::{
     INTERRUPTED_CREATE, OPT_CSI_DELETING, OPT_CSI_NAME, OPT_CSI_SIZE, Ownership,
 };
 use crate::volume_context::VolumeContext;
 pub use bricks::{BrickAction, BrickError, BrickRootReport, BrickServers, RootCheck};
 pub use capacity::Capacity;
+pub use directories::{DirectoryError, DirectoryState, PoolAccess, PoolDirectories};
 pub use error::ControllerError;
 pub use health::VolumeHealth;
 pub use isolation::Isolation;
@@ -121,7 +124,8 @@ pub struct CreateRequest {
 /// A volume as the CO sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvisionedVolume {
-    pub id: VolumeName,
+    /// A gluster volume's name, or `<pool>/<directory>`.
+    pub id: String,
     pub capacity_bytes: u64,
     pub context: VolumeContext,
 }
@@ -141,6 +145,9 @@ pub struct Provisioner {
     /// Whether sizes are enforced where the StorageClass does not say,
     /// read once from the pool (see [`Provisioner::enforces`]).
     enforce_by_default: tokio::sync::OnceCell<bool>,
+    /// Subdirectory mode's reach into pools; `None`: not offered.
+    directories: Option<Arc<dyn PoolDirectories>>,
+    pool_locks: pools::PoolLocks,
 }
 
 impl Provisioner {
@@ -154,7 +161,15 @@ impl Provisioner {
             bricks,
             config,
             enforce_by_default: tokio::sync::OnceCell::new(),
+            directories: None,
+            pool_locks: pools::PoolLocks::default(),
         }
+    }
+
+    /// Offers subdirectory mode, reaching pools through `directories`.
+    pub fn with_directories(mut self, directories: Arc<dyn PoolDirectories>) -> Self {
+        self.directories = Some(directories);
+        self
     }
 
     /// The glusterd this controller works through.
@@ -198,6 +213,9 @@ impl Provisioner {
                 .map_err(ControllerError::gluster("listing gluster volume options"))?;
             request.params.check_option_keys(&settable)?;
         }
+        if let Some(pool) = &request.params.pool {
+            return self.create_directory(request, pool).await;
+        }
         match self.read(&name).await? {
             None => self.create_new(&name, request).await,
             Some(existing) => match Ownership::of(&existing) {
@@ -235,6 +253,9 @@ impl Provisioner {
     /// Deletes a volume this driver made, with its brick directories.
     /// Ids the driver never hands out and volumes already gone are success.
     pub async fn delete(&self, volume_id: &str) -> Result<(), ControllerError> {
+        if let Some(id) = PoolDirectory::parse(volume_id) {
+            return self.delete_directory(&id).await;
+        }
         let Some(name) = VolumeName::parse(volume_id) else {
             return Ok(());
         };
@@ -308,6 +329,9 @@ impl Provisioner {
 
     /// The volume, if it exists and is this driver's (and not being deleted).
     pub async fn get(&self, volume_id: &str) -> Result<Option<ProvisionedVolume>, ControllerError> {
+        if let Some(id) = PoolDirectory::parse(volume_id) {
+            return Ok(self.get_directory(&id).await?.map(|(volume, _)| volume));
+        }
         let Some(name) = VolumeName::parse(volume_id) else {
             return Ok(None);
         };
@@ -359,7 +383,7 @@ impl Provisioner {
             .map_err(ControllerError::gluster("listing gluster volumes"))?
             .into_iter()
             .filter_map(|info| Some((self.listed(&info)?, info)))
-            .filter(|(v, _)| after.is_none_or(|after| &v.id > after))
+            .filter(|(v, _)| after.is_none_or(|after| v.id.as_str() > after.as_str()))
             .collect();
         volumes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let limit = if max_entries == 0 {
@@ -367,7 +391,11 @@ impl Provisioner {
         } else {
             max_entries
         };
-        let next = (volumes.len() > limit).then(|| volumes[limit - 1].0.id.clone());
+        let next = if volumes.len() > limit {
+            VolumeName::parse(&volumes[limit - 1].0.id)
+        } else {
+            None
+        };
         volumes.truncate(limit);
         Ok((volumes, next))
     }
@@ -377,6 +405,13 @@ impl Provisioner {
         &self,
         volume_id: &str,
     ) -> Result<Option<(ProvisionedVolume, VolumeHealth)>, ControllerError> {
+        if let Some(id) = PoolDirectory::parse(volume_id) {
+            // A directory is as healthy as its pool.
+            let Some((volume, pool)) = self.get_directory(&id).await? else {
+                return Ok(None);
+            };
+            return Ok(Some((volume, self.health_of(&pool).await?)));
+        }
         let Some(name) = VolumeName::parse(volume_id) else {
             return Ok(None);
         };
@@ -481,7 +516,7 @@ impl Provisioner {
         };
         let servers: Vec<String> = volume.bricks.iter().map(|b| b.host.clone()).collect();
         Some(ProvisionedVolume {
-            id: VolumeName::parse(&volume.name)?,
+            id: VolumeName::parse(&volume.name)?.to_string(),
             capacity_bytes: size_bytes,
             context: VolumeContext::new(&volume.name, &servers, self.config.mount_options.clone())?,
         })
@@ -562,7 +597,7 @@ impl Provisioner {
             return Err(self.roll_back(name, error).await);
         }
         Ok(ProvisionedVolume {
-            id: name.clone(),
+            id: name.to_string(),
             capacity_bytes: size,
             context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
                 .expect("placement returns at least one server"),
@@ -716,7 +751,7 @@ impl Provisioner {
             capacity_bytes: size,
             context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
                 .ok_or_else(|| ControllerError::NotOurs(name.to_string()))?,
-            id: name,
+            id: name.to_string(),
         })
     }
 

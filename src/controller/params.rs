@@ -14,9 +14,11 @@ pub const VOLUME_OPTIONS: &str = "volumeOptions";
 pub const ALLOW_ROOT_FILESYSTEM_BRICKS: &str = "allowRootFilesystemBricks";
 pub const ENFORCE_CAPACITY: &str = "enforceCapacity";
 pub const ZONES: &str = "zones";
+pub const POOL: &str = "pool";
+pub const DIRECTORY_OWNER: &str = "directoryOwner";
 /// Keys the external-provisioner adds or interprets itself.
 const CO_PREFIX: &str = "csi.storage.k8s.io/";
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 10] = [
     REPLICA,
     ARBITER,
     BRICK_ROOT,
@@ -25,6 +27,8 @@ const KNOWN: [&str; 8] = [
     ALLOW_ROOT_FILESYSTEM_BRICKS,
     ENFORCE_CAPACITY,
     ZONES,
+    POOL,
+    DIRECTORY_OWNER,
 ];
 
 pub const DEFAULT_REPLICA: u32 = 3;
@@ -52,6 +56,12 @@ pub struct StorageClassParams {
     pub enforce_capacity: Option<bool>,
     /// How bricks spread over the servers' zones (`--server-zone`).
     pub zones: ZoneRule,
+    /// Subdirectory mode: each volume is a directory of this gluster volume
+    /// (made on first use with the parameters above, or the operator's).
+    pub pool: Option<String>,
+    /// Subdirectory mode: `uid:gid` given to a new volume's directory (for
+    /// pods that do not run as root); `None`: root, mode 0755.
+    pub directory_owner: Option<(u32, u32)>,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -121,6 +131,46 @@ impl StorageClassParams {
                 )
             })?,
         };
+        let pool = get(POOL)
+            .map(|pool| {
+                if crate::names::is_pool_name(pool) {
+                    Ok(pool.to_string())
+                } else {
+                    Err(err(
+                        POOL,
+                        format!(
+                            "{pool:?} is not a pool name: a gluster volume name (letters, digits, \
+                             '-', '_', at most 64, not starting with '-') outside the driver's \
+                             own volume names (csi-..., csi_...)"
+                        ),
+                    ))
+                }
+            })
+            .transpose()?;
+        let directory_owner = get(DIRECTORY_OWNER)
+            .map(|text| {
+                let parsed = text.split_once(':').and_then(|(uid, gid)| {
+                    let number = |s: &str| {
+                        (!s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))
+                            .then(|| s.parse::<u32>().ok())
+                            .flatten()
+                    };
+                    Some((number(uid)?, number(gid)?))
+                });
+                parsed.ok_or_else(|| {
+                    err(
+                        DIRECTORY_OWNER,
+                        format!("{text:?} is not <uid>:<gid> (numbers, e.g. \"1000:1000\")"),
+                    )
+                })
+            })
+            .transpose()?;
+        if directory_owner.is_some() && pool.is_none() {
+            return Err(err(
+                DIRECTORY_OWNER,
+                format!("only applies with parameters.{POOL} (subdirectory mode)"),
+            ));
+        }
         let volume_options = get(VOLUME_OPTIONS)
             .map(parse_volume_options)
             .transpose()?
@@ -134,6 +184,8 @@ impl StorageClassParams {
             allow_root_filesystem_bricks,
             enforce_capacity,
             zones,
+            pool,
+            directory_owner,
         })
     }
 
@@ -472,5 +524,40 @@ mod tests {
             bad.check_option_keys(&settable).unwrap_err().key,
             "volumeOptions"
         );
+    }
+
+    #[test]
+    fn pools_and_directory_owners() {
+        let parse = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            StorageClassParams::parse(&map)
+        };
+        let ok = parse(&[("pool", "shared"), ("directoryOwner", "1000:2000")]).unwrap();
+        assert_eq!(ok.pool.as_deref(), Some("shared"));
+        assert_eq!(ok.directory_owner, Some((1000, 2000)));
+        for (pairs, key) in [
+            (&[("pool", "csi-x")][..], "pool"),
+            (&[("pool", "a/b")][..], "pool"),
+            (&[("pool", "-x")][..], "pool"),
+            (
+                &[("pool", "p"), ("directoryOwner", "1000")][..],
+                "directoryOwner",
+            ),
+            (
+                &[("pool", "p"), ("directoryOwner", "a:b")][..],
+                "directoryOwner",
+            ),
+            (
+                &[("pool", "p"), ("directoryOwner", "1:99999999999")][..],
+                "directoryOwner",
+            ),
+            (&[("directoryOwner", "1:1")][..], "directoryOwner"),
+        ] {
+            let e = parse(pairs).unwrap_err();
+            assert_eq!(e.key, key, "{pairs:?}: {e}");
+        }
     }
 }

@@ -158,6 +158,9 @@ impl Provisioner {
         volume_id: &str,
         capacity: CapacityRange,
     ) -> Result<u64, ControllerError> {
+        if let Some(id) = crate::names::PoolDirectory::parse(volume_id) {
+            return self.expand_directory(&id, capacity).await;
+        }
         let missing = || ControllerError::NotFound(format!("volume {volume_id} does not exist"));
         let name = VolumeName::parse(volume_id).ok_or_else(missing)?;
         let volume = self.read(&name).await?.ok_or_else(missing)?;

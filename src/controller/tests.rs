@@ -1171,3 +1171,226 @@ async fn sizes_are_enforced_by_default_on_10x_pools_only() {
         "asked for: enforced"
     );
 }
+
+// --- subdirectory mode ------------------------------------------------------
+
+fn in_pool(name: &str, pool: &str) -> CreateRequest {
+    request(name, &[("pool", pool)])
+}
+
+/// The first create makes the pool (marked, started, quota on), then the
+/// directory with its limit; the retry answers the same and makes nothing.
+#[tokio::test]
+async fn a_directory_volume_is_made_once_in_a_pool_made_once() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    let first = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(first.id, "shared/csi-pvc-1");
+    assert_eq!(first.context.volume, "shared/csi-pvc-1");
+    assert_eq!(first.context.servers().len(), 3);
+    assert_eq!(
+        glusterd.writes(),
+        [
+            "volume create shared",
+            "volume set shared user.csi.pool created",
+            "volume set shared features.soft-timeout 0 features.hard-timeout 0",
+            "volume start shared",
+            "volume quota shared enable",
+            "volume quota shared limit-usage /csi-pvc-1 1073741824",
+        ]
+    );
+    assert_eq!(glusterd.quota_limit_of("shared/csi-pvc-1"), Some(GIB));
+    glusterd.clear_writes();
+    let second = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota shared limit-usage /csi-pvc-1 1073741824"]
+    );
+    // Another volume reuses the pool as it is.
+    glusterd.clear_writes();
+    provisioner
+        .create(&in_pool("pvc-2", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota shared limit-usage /csi-pvc-2 1073741824"]
+    );
+    assert_eq!(
+        directories.calls(),
+        [
+            "make shared/csi-pvc-1",
+            "make shared/csi-pvc-1",
+            "make shared/csi-pvc-2"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn directories_refuse_what_is_not_theirs() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    // A volume of someone else's, not adopted as a pool.
+    let mut theirs = volume_info("theirs", VolumeStatus::Started, &[]);
+    theirs.name = "theirs".into();
+    glusterd.insert(theirs);
+    let err = provisioner
+        .create(&in_pool("pvc-1", "theirs"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("user.csi.pool"), "{err}");
+    let err = provisioner.delete("theirs/csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(directories.calls().is_empty());
+
+    // Adopted: a directory it holds under the driver's name is never taken.
+    glusterd.clear_writes();
+    let mut adopted = volume_info(
+        "theirs",
+        VolumeStatus::Started,
+        &[("user.csi.pool", "adopted")],
+    );
+    adopted.name = "theirs".into();
+    glusterd.insert(adopted);
+    directories.put(
+        "theirs",
+        "csi-pvc-1",
+        DirectoryState::Foreign("a directory with files".into()),
+    );
+    let err = provisioner
+        .create(&in_pool("pvc-1", "theirs"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+    let err = provisioner.delete("theirs/csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    // Another CSI volume's directory under the same name.
+    directories.put(
+        "theirs",
+        "csi-pvc-2",
+        DirectoryState::Ours {
+            csi_name: "PVC-2".into(),
+            size_bytes: GIB,
+            deleting: false,
+        },
+    );
+    let err = provisioner
+        .create(&in_pool("pvc-2", "theirs"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+    // Nothing was made, marked or removed.
+    assert!(directories.calls().is_empty(), "{:?}", directories.calls());
+    // (Adopting a pool turns quota on in it, nothing more.)
+    assert_eq!(glusterd.writes(), ["volume quota theirs enable"]);
+
+    // Pool names inside the driver's own namespace never get that far.
+    let params = HashMap::from([("pool".to_string(), "csi-pvc-9".to_string())]);
+    let err = StorageClassParams::parse(&params).unwrap_err();
+    assert!(err.to_string().starts_with("parameters.pool: "), "{err}");
+}
+
+/// Delete: marked, limit dropped, removed; again is success. A delete cut
+/// short is finished by the next create of the same name.
+#[tokio::test]
+async fn directory_deletes_finish_and_repeat() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    let made = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    glusterd.clear_writes();
+    provisioner.delete(&made.id).await.unwrap();
+    assert_eq!(glusterd.writes(), ["volume quota shared remove /csi-pvc-1"]);
+    assert_eq!(
+        directories.get("shared", "csi-pvc-1"),
+        DirectoryState::Missing
+    );
+    provisioner.delete(&made.id).await.unwrap();
+    // Ids never handed out, and missing pools: nothing to do.
+    provisioner.delete("nopool/csi-pvc-1").await.unwrap();
+
+    directories.put(
+        "shared",
+        "csi-pvc-3",
+        DirectoryState::Ours {
+            csi_name: "pvc-3".into(),
+            size_bytes: GIB,
+            deleting: true,
+        },
+    );
+    let again = provisioner
+        .create(&in_pool("pvc-3", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, "shared/csi-pvc-3");
+    let calls = directories.calls();
+    assert_eq!(
+        calls[calls.len() - 3..],
+        [
+            "mark_deleting shared/csi-pvc-3",
+            "remove shared/csi-pvc-3",
+            "make shared/csi-pvc-3"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn directory_expansion_raises_the_limit_then_the_record() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    let made = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    glusterd.clear_writes();
+    let grow = CapacityRange {
+        required_bytes: 2 * GIB,
+        limit_bytes: 0,
+    };
+    assert_eq!(provisioner.expand(&made.id, grow).await.unwrap(), 2 * GIB);
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota shared limit-usage /csi-pvc-1 2147483648"]
+    );
+    assert_eq!(
+        directories.get("shared", "csi-pvc-1"),
+        DirectoryState::Ours {
+            csi_name: "pvc-1".into(),
+            size_bytes: 2 * GIB,
+            deleting: false
+        }
+    );
+    let shrink = CapacityRange {
+        required_bytes: GIB,
+        limit_bytes: GIB,
+    };
+    let err = provisioner.expand(&made.id, shrink).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    let err = provisioner
+        .expand("shared/csi-pvc-9", grow)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn without_pool_mounts_subdirectory_mode_is_refused_by_name() {
+    let (provisioner, glusterd, _) = fakes::provisioner();
+    let err = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.to_string().starts_with("parameters.pool: ")
+            && err.to_string().contains("--pool-mount-dir"),
+        "{err}"
+    );
+    assert!(glusterd.writes().is_empty());
+}

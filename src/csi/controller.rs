@@ -10,7 +10,7 @@ use crate::controller::{
     ControllerError, CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams,
     VolumeHealth,
 };
-use crate::names::{VolumeName, validate_csi_name};
+use crate::names::{PoolDirectory, VolumeName, validate_csi_name};
 use crate::operations::{Operations, caller_deadline};
 use crate::proto::csi::controller_server::Controller;
 use crate::proto::csi::controller_service_capability::{Rpc, rpc};
@@ -49,7 +49,7 @@ const CAPABILITIES: [rpc::Type; 7] = [
 fn to_csi(volume: ProvisionedVolume) -> Volume {
     Volume {
         capacity_bytes: i64::try_from(volume.capacity_bytes).unwrap_or(i64::MAX),
-        volume_id: volume.id.to_string(),
+        volume_id: volume.id,
         volume_context: volume.context.to_map(),
         content_source: None,
         accessible_topology: Vec::new(),
@@ -98,7 +98,14 @@ impl Controller for ControllerService {
             }
             let params = StorageClassParams::parse(&req.parameters)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let key = VolumeName::for_csi_name(&req.name).map_err(|e| invalid("name", e))?;
+            let name = VolumeName::for_csi_name(&req.name).map_err(|e| invalid("name", e))?;
+            // One operation per id: the volume, or the pool's directory.
+            let key = match &params.pool {
+                Some(pool) => PoolDirectory::new(pool, name)
+                    .map(|id| id.to_string())
+                    .ok_or_else(|| invalid("parameters.pool", "not a pool name"))?,
+                None => name.to_string(),
+            };
             let create = CreateRequest {
                 csi_name: req.name.clone(),
                 capacity,
@@ -108,7 +115,7 @@ impl Controller for ControllerService {
             let provisioner = Arc::clone(&self.provisioner);
             let volume = self
                 .operations
-                .run("CreateVolume", key.as_str(), asked, deadline, async move {
+                .run("CreateVolume", &key, asked, deadline, async move {
                     provisioner.create(&create).await.map_err(status)
                 })
                 .await?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tonic::Status;
 
 use crate::controller::CapacityRange;
-use crate::names::VolumeName;
+use crate::names::{PoolDirectory, VolumeName};
 use crate::node::MountOptions;
 use crate::proto::csi;
 use crate::proto::csi::volume_capability::AccessType;
@@ -79,8 +79,11 @@ pub fn staging_path(field: &str, value: &str) -> Result<PathBuf, Status> {
 /// A driver-made volume id names its gluster volume: a context naming
 /// another one would mount the wrong volume.
 pub fn context_matches_id(id: &str, context: &VolumeContext) -> Result<(), Status> {
-    match VolumeName::parse(id) {
-        Some(name) if name.as_str() != context.volume => Err(invalid(
+    let named = VolumeName::parse(id)
+        .map(|name| name.to_string())
+        .or_else(|| PoolDirectory::parse(id).map(|id| id.to_string()));
+    match named {
+        Some(name) if name != context.volume => Err(invalid(
             "volume_context.volume",
             format!(
                 "{:?} is not the volume {id:?} names; the context must come with its own volume",

@@ -79,6 +79,13 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
                 "--test-cluster-brick-layout".to_string(),
                 "--volume-metrics-interval-seconds".to_string(),
                 args.volume_metrics_interval_seconds.to_string(),
+                // Subdirectory mode, with its pools mounted in the state directory.
+                "--pool-mount-dir".to_string(),
+                description
+                    .state_dir
+                    .join("pools")
+                    .to_string_lossy()
+                    .into_owned(),
             ])
             .chain(args.isolation.to_flags())
             .chain(server_zone_flags(args)),
@@ -164,6 +171,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
     );
     let served = csi::serve(listener, services, wiring::shutdown_signal()).await;
     operations.drain(crate::operations::SHUTDOWN_GRACE).await;
+    provisioner.release_pools().await;
     watcher.abort();
     // Before the cluster goes, which it would count as failed surveys.
     if let Some(survey) = survey {

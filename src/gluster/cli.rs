@@ -461,6 +461,36 @@ impl Glusterd for GlusterCli {
         .await
         .map(drop)
     }
+
+    async fn set_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+        bytes: u64,
+    ) -> Result<(), GlusterError> {
+        let bytes = bytes.to_string();
+        let path = format!("/{directory}");
+        self.exec_ok(
+            &["volume", "quota", volume, "limit-usage", &path, &bytes],
+            Some(volume),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn remove_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+    ) -> Result<(), GlusterError> {
+        let path = format!("/{directory}");
+        let words = ["volume", "quota", volume, "remove", &path];
+        let envelope = self.exec(&words).await?;
+        if envelope.failed() && !error::is_quota_limit_absent(&envelope.op_errstr) {
+            return Err(failure(&words, Some(volume), &envelope));
+        }
+        Ok(())
+    }
 }
 
 /// `volume set V k1 v1 k2 v2 ...`: several options in one transaction.

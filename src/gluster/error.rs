@@ -189,6 +189,16 @@ pub fn is_quota_disabled(errstr: &str) -> bool {
     errstr.trim().starts_with("Quota is disabled")
 }
 
+/// `volume quota V remove /DIR` of a directory that has no limit
+/// ("removexattr failed on ... Reason : No data available") or is not
+/// there ("Failed to get trusted.gfid attribute on path ... Reason : No
+/// such file or directory").
+pub fn is_quota_limit_absent(errstr: &str) -> bool {
+    let errstr = errstr.trim();
+    errstr.ends_with("Reason : No data available")
+        || errstr.ends_with("Reason : No such file or directory")
+}
+
 /// `volume status V` of a volume that is not started.
 pub fn is_not_started_status(errstr: &str) -> bool {
     errstr.trim_end().ends_with("is not started")
@@ -429,6 +439,33 @@ mod tests {
                 "{}",
                 c.release
             );
+        }
+    }
+
+    #[test]
+    fn quota_removal_of_a_directory_without_a_limit_is_told_apart() {
+        for c in &CAPTURES {
+            let errstr = |name: &str| c.envelope(name).op_errstr;
+            assert!(!c.envelope("quota_remove.xml").failed(), "{}", c.release);
+            for absent in ["quota_remove_no_limit.xml", "quota_remove_missing_path.xml"] {
+                assert!(c.envelope(absent).failed(), "{} {absent}", c.release);
+                assert!(
+                    is_quota_limit_absent(&errstr(absent)),
+                    "{} {absent}",
+                    c.release
+                );
+            }
+            for other in [
+                "quota_limit_usage_not_enabled.xml",
+                "quota_enable_missing.xml",
+                "quota_enable_stopped.xml",
+            ] {
+                assert!(
+                    !is_quota_limit_absent(&errstr(other)),
+                    "{} {other}",
+                    c.release
+                );
+            }
         }
     }
 }

@@ -255,6 +255,21 @@ pub trait Glusterd: Send + Sync {
     /// `volume quota V limit-usage / BYTES`: the hard limit on the whole
     /// volume, raised or lowered in place (mounts see it at once).
     async fn set_quota_limit(&self, volume: &str, bytes: u64) -> Result<(), GlusterError>;
+    /// `volume quota V limit-usage /DIR BYTES`: the hard limit on the
+    /// directory `directory` at the top of the volume (subdirectory mode).
+    async fn set_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+        bytes: u64,
+    ) -> Result<(), GlusterError>;
+    /// `volume quota V remove /DIR`; a directory with no limit, or no
+    /// longer there, is success.
+    async fn remove_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+    ) -> Result<(), GlusterError>;
     // --- end of quota -------------------------------------------------------
 }
 

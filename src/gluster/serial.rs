@@ -154,6 +154,29 @@ impl Glusterd for SerialChanges {
         let _turn = self.turn().await;
         self.inner.set_quota_limit(volume, bytes).await
     }
+
+    async fn set_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+        bytes: u64,
+    ) -> Result<(), GlusterError> {
+        let _turn = self.turn().await;
+        self.inner
+            .set_directory_quota_limit(volume, directory, bytes)
+            .await
+    }
+
+    async fn remove_directory_quota_limit(
+        &self,
+        volume: &str,
+        directory: &str,
+    ) -> Result<(), GlusterError> {
+        let _turn = self.turn().await;
+        self.inner
+            .remove_directory_quota_limit(volume, directory)
+            .await
+    }
 }
 
 #[cfg(test)]

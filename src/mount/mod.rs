@@ -9,6 +9,7 @@ mod fd;
 pub mod meta;
 pub mod mountinfo;
 pub mod paths;
+pub mod pool;
 pub mod repair;
 pub mod scope;
 pub mod servers;

@@ -22,7 +22,7 @@ use tonic::Code;
 
 use crate::gluster::{VolumeLookup, VolumeStatus};
 use crate::mount::{BrickLink, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
-use crate::names::VolumeName;
+use crate::names::{PoolDirectory, VolumeName};
 use crate::volume_context::VolumeContext;
 pub use heal::HealReport;
 pub use options::MountOptions;
@@ -400,10 +400,8 @@ impl NodeVolumes {
             .top_mount(path)?
             .filter(MountEntry::is_glusterfs)
             .ok_or_else(not_found)?;
-        // Our own ids name the gluster volume; a static PV's id may not.
-        if VolumeName::parse(volume_id)
-            .is_some_and(|name| top.gluster_volume() != Some(name.as_str()))
-        {
+        // Our own ids name what is mounted; a static PV's id may not.
+        if mount_path_of_id(volume_id).is_some_and(|path| top.gluster_volume() != Some(&path)) {
             return Err(not_found());
         }
         if state == PathState::Disconnected {
@@ -483,8 +481,8 @@ impl NodeVolumes {
         let Some(mounted) = mount.gluster_volume() else {
             return false;
         };
-        if let Some(name) = VolumeName::parse(volume_id) {
-            return mounted == name.as_str();
+        if let Some(path) = mount_path_of_id(volume_id) {
+            return mounted == path;
         }
         let records = self.staged.all();
         match records.iter().find(|r| r.volume_id == volume_id) {
@@ -527,18 +525,17 @@ impl NodeVolumes {
     /// can say, the mount error stands.
     async fn explain_missing_volume(&self, source: &GlusterSource) -> Result<(), NodeError> {
         for server in &source.servers {
-            match self.lookup.status(server, &source.volume).await {
+            let volume = crate::volume_context::gluster_volume_of(&source.volume);
+            match self.lookup.status(server, volume).await {
                 Ok(None) => {
                     return Err(NodeError::NotFound(format!(
-                        "gluster volume {} does not exist (asked {server})",
-                        source.volume
+                        "gluster volume {volume} does not exist (asked {server})"
                     )));
                 }
                 Ok(Some(VolumeStatus::Started)) => return Ok(()),
                 Ok(Some(status)) => {
                     return Err(NodeError::VolumeNotStarted(format!(
-                        "gluster volume {} is not started ({status:?} on {server})",
-                        source.volume
+                        "gluster volume {volume} is not started ({status:?} on {server})"
                     )));
                 }
                 Err(e) => tracing::debug!(%server, error = %e, "cannot ask about the volume"),
@@ -593,11 +590,21 @@ fn top_of<'a>(table: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
     table.iter().rev().find(|m| m.mount_point == path)
 }
 
+/// What a mount of a volume with an id this driver hands out shows as its
+/// source after `server:/`: the gluster volume, or `<pool>/<directory>`.
+fn mount_path_of_id(volume_id: &str) -> Option<String> {
+    if let Some(name) = VolumeName::parse(volume_id) {
+        return Some(name.to_string());
+    }
+    PoolDirectory::parse(volume_id).map(|id| id.to_string())
+}
+
 fn mount_log_file(dir: &Path, volume: &str, staging: &Path) -> PathBuf {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(staging.as_os_str().as_encoded_bytes());
     let tag: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{volume}-{tag}.log"))
+    // `<pool>/<directory>` gets `_` (a volume name character) for its `/`.
+    dir.join(format!("{}-{tag}.log", volume.replace('/', "_")))
 }
 
 /// mount.glusterfs only says "Mount failed"; the reason is in the FUSE

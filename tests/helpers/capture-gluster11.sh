@@ -401,6 +401,16 @@ cap quota_list.xml 1 volume quota csi-q list /
 cap quota_enable_missing.xml 1 volume quota nosuch enable
 cap quota_limit_usage_missing.xml 1 volume quota nosuch limit-usage / 1048576
 cap quota_list_missing.xml 1 volume quota nosuch list /
+# Directory quotas (subdirectory mode): a limit on a directory at the top,
+# removed, removed again, and removed from a path that is not there.
+mkdir -p "$ROOT/tmp/tb/m/q"
+chroot "$ROOT" mount -t glusterfs -o log-file=/tmp/tb/logs/q.log "$BLOCK.1:/csi-q" /tmp/tb/m/q
+mkdir "$ROOT/tmp/tb/m/q/d"
+ok 1 volume quota csi-q limit-usage /d 1048576
+cap quota_remove.xml 1 volume quota csi-q remove /d
+cap quota_remove_no_limit.xml 1 volume quota csi-q remove /d
+cap quota_remove_missing_path.xml 1 volume quota csi-q remove /nope
+unmount_if_mounted "$ROOT/tmp/tb/m/q"
 # What quota enable sets (features.quota-deem-statfs among them).
 g 1 volume info csi-q > "$NOTES/quota_volume_info.xml"
 # Volume health (src/controller/health.rs): brick state from `volume status`,
