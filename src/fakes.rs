@@ -785,6 +785,21 @@ impl PoolDirectories for FakeDirectories {
         self.entries.lock().unwrap().remove(&key);
         Ok(())
     }
+
+    async fn list(
+        &self,
+        pool: &PoolAccess,
+    ) -> Result<Vec<(VolumeName, DirectoryState)>, DirectoryError> {
+        let prefix = format!("{}/", pool.pool);
+        let entries = self.entries.lock().unwrap();
+        Ok(entries
+            .iter()
+            .filter_map(|(key, state)| {
+                let name = VolumeName::parse(key.strip_prefix(&prefix)?)?;
+                Some((name, state.clone()))
+            })
+            .collect())
+    }
 }
 
 /// A provisioner over fakes that offers subdirectory mode.

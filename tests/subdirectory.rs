@@ -122,6 +122,19 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
         .unwrap()
         .into_inner();
     assert_eq!(got.volume.unwrap().volume_id, volume.volume_id);
+    let listed = driver
+        .controller()
+        .list_volumes(ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = listed
+        .entries
+        .iter()
+        .find(|e| e.volume.as_ref().unwrap().volume_id == volume.volume_id)
+        .expect("ListVolumes lists the directory");
+    let condition = entry.status.as_ref().unwrap().volume_condition.as_ref();
+    assert!(!condition.unwrap().abnormal, "{condition:?}");
 
     for _ in 0..2 {
         unpublish_and_unstage(&mut node, &volume, &staging, &target).await;
@@ -470,4 +483,63 @@ impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
+}
+
+/// The controller's FUSE client of a pool dies (OOM, a crash): the next
+/// call finds its mount dead and mounts the pool again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_pool_mount_is_mounted_again() {
+    let driver = start().await;
+    let first = create_in_pool(&driver, &pvc_name(), 16 * MIB).await;
+    let mount = driver.cluster.state_dir.join("pools").join(POOL);
+    let clients = fuse_clients_of(&mount);
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    sigkill(clients[0]);
+    wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_dir(&mount).is_err()
+    });
+    let second = create_in_pool(&driver, &pvc_name(), 16 * MIB).await;
+    assert!(
+        driver
+            .log()
+            .contains("pool mount is dead (ENOTCONN); mounting it again")
+    );
+    assert_eq!(fuse_clients_of(&mount).len(), 1);
+    for volume in [&first, &second] {
+        driver
+            .controller()
+            .delete_volume(delete_volume_request(volume))
+            .await
+            .unwrap();
+    }
+    for address in addresses(&driver) {
+        assert_eq!(
+            pool_top(&driver, &address),
+            Vec::<String>::new(),
+            "{address}"
+        );
+    }
+}
+
+/// PIDs of the gluster FUSE clients whose mount point (the last argument of
+/// their command line) is exactly `mount`.
+fn fuse_clients_of(mount: &Path) -> Vec<i32> {
+    let wanted = mount.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with(b"glusterfs")) && args.last() == Some(&wanted) {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -109,6 +109,12 @@ pub trait PoolDirectories: Send + Sync {
     /// wide the tenant made it); missing is success.
     async fn remove(&self, pool: &PoolAccess, directory: &VolumeName)
     -> Result<(), DirectoryError>;
+    /// The directories at the top of the pool named as the driver names
+    /// them, each with its state (anything else there is not looked at).
+    async fn list(
+        &self,
+        pool: &PoolAccess,
+    ) -> Result<Vec<(VolumeName, DirectoryState)>, DirectoryError>;
     /// Lets go of what reaching the pools holds (their mounts), at shutdown.
     async fn release(&self) {}
 }
@@ -220,6 +226,50 @@ impl Provisioner {
                 )))?;
         }
         self.directory_volume(&pool, &id, size)
+    }
+
+    /// ListVolumes' share of a pool: its directories of the driver, those
+    /// being deleted too (logged, as volumes being deleted are). Nothing for
+    /// a volume that is not a started pool, or without pool mounts.
+    pub(super) async fn listed_directories(
+        &self,
+        pool: &VolumeInfo,
+    ) -> Result<Vec<(ProvisionedVolume, VolumeInfo)>, ControllerError> {
+        let Some(directories) = self.directories.as_deref() else {
+            return Ok(Vec::new());
+        };
+        if !pool.options.contains_key(crate::ownership::OPT_CSI_POOL)
+            || pool.status != crate::gluster::VolumeStatus::Started
+        {
+            return Ok(Vec::new());
+        }
+        let found =
+            directories
+                .list(&PoolAccess::of(pool))
+                .await
+                .map_err(ControllerError::directory(format!(
+                    "listing the directories of pool {}",
+                    pool.name
+                )))?;
+        let mut listed = Vec::new();
+        for (directory, state) in found {
+            let DirectoryState::Ours {
+                size_bytes,
+                deleting,
+                csi_name,
+            } = state
+            else {
+                continue;
+            };
+            let Some(id) = PoolDirectory::new(&pool.name, directory) else {
+                continue;
+            };
+            if deleting {
+                tracing::warn!(volume = %id, csi_name = %csi_name, "listed directory is being deleted; a DeleteVolume retry finishes it");
+            }
+            listed.push((self.directory_volume(pool, &id, size_bytes)?, pool.clone()));
+        }
+        Ok(listed)
     }
 
     fn directory_volume(

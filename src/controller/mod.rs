@@ -134,8 +134,8 @@ pub struct ProvisionedVolume {
 #[derive(Debug)]
 pub struct VolumePage {
     pub volumes: Vec<ProvisionedVolume>,
-    /// Name to continue after, if more volumes follow.
-    pub next: Option<VolumeName>,
+    /// Id to continue after, if more volumes follow.
+    pub next: Option<String>,
 }
 
 pub struct Provisioner {
@@ -338,10 +338,10 @@ impl Provisioner {
         Ok(self.read(&name).await?.and_then(|v| self.provisioned(&v)))
     }
 
-    /// Volumes in name order, starting after `after`.
+    /// Volumes (and directories of pools) in id order, starting after `after`.
     pub async fn list(
         &self,
-        after: Option<&VolumeName>,
+        after: Option<&str>,
         max_entries: usize,
     ) -> Result<VolumePage, ControllerError> {
         let (volumes, next) = self.page(after, max_entries).await?;
@@ -354,48 +354,63 @@ impl Provisioner {
     /// [`Provisioner::list`] with each volume's health, asked for
     /// [`HEALTH_PARALLELISM`] volumes at a time (the external health monitor
     /// reads conditions from ListVolumes when a driver lists volumes). A
-    /// volume whose health cannot be read carries the error instead.
+    /// volume whose health cannot be read carries the reason instead. The
+    /// directories of one pool share its health, read once.
     pub async fn list_with_health(
         &self,
-        after: Option<&VolumeName>,
+        after: Option<&str>,
         max_entries: usize,
-    ) -> Result<(VolumePage, Vec<Result<VolumeHealth, ControllerError>>), ControllerError> {
+    ) -> Result<(VolumePage, Vec<Result<VolumeHealth, String>>), ControllerError> {
         let (volumes, next) = self.page(after, max_entries).await?;
+        let mut distinct: Vec<&VolumeInfo> = Vec::new();
+        for (_, info) in &volumes {
+            if !distinct.iter().any(|d| d.name == info.name) {
+                distinct.push(info);
+            }
+        }
         let slots = tokio::sync::Semaphore::new(HEALTH_PARALLELISM);
-        let health = join_all(volumes.iter().map(|(_, info)| async {
+        let read = join_all(distinct.iter().map(|info| async {
             let _slot = slots.acquire().await.ok();
-            self.health_of(info).await
+            self.health_of(info).await.map_err(|e| e.to_string())
         }))
         .await;
+        let health = volumes
+            .iter()
+            .map(|(_, info)| {
+                let at = distinct.iter().position(|d| d.name == info.name);
+                at.map_or_else(|| Err("not read".to_string()), |i| read[i].clone())
+            })
+            .collect();
         let volumes = volumes.into_iter().map(|(v, _)| v).collect();
         Ok((VolumePage { volumes, next }, health))
     }
 
     async fn page(
         &self,
-        after: Option<&VolumeName>,
+        after: Option<&str>,
         max_entries: usize,
-    ) -> Result<(Vec<(ProvisionedVolume, VolumeInfo)>, Option<VolumeName>), ControllerError> {
-        let mut volumes: Vec<(ProvisionedVolume, VolumeInfo)> = self
+    ) -> Result<(Vec<(ProvisionedVolume, VolumeInfo)>, Option<String>), ControllerError> {
+        let infos = self
             .glusterd
             .volumes()
             .await
-            .map_err(ControllerError::gluster("listing gluster volumes"))?
-            .into_iter()
-            .filter_map(|info| Some((self.listed(&info)?, info)))
-            .filter(|(v, _)| after.is_none_or(|after| v.id.as_str() > after.as_str()))
-            .collect();
+            .map_err(ControllerError::gluster("listing gluster volumes"))?;
+        let mut volumes: Vec<(ProvisionedVolume, VolumeInfo)> = Vec::new();
+        for info in infos {
+            if let Some(volume) = self.listed(&info) {
+                volumes.push((volume, info));
+            } else {
+                volumes.extend(self.listed_directories(&info).await?);
+            }
+        }
+        volumes.retain(|(v, _)| after.is_none_or(|after| v.id.as_str() > after));
         volumes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let limit = if max_entries == 0 {
             usize::MAX
         } else {
             max_entries
         };
-        let next = if volumes.len() > limit {
-            VolumeName::parse(&volumes[limit - 1].0.id)
-        } else {
-            None
-        };
+        let next = (volumes.len() > limit).then(|| volumes[limit - 1].0.id.clone());
         volumes.truncate(limit);
         Ok((volumes, next))
     }

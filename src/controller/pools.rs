@@ -106,11 +106,16 @@ impl Provisioner {
                 self.set_pool_options(pool, &options).await?;
             }
         }
-        if info.status != VolumeStatus::Started {
-            self.glusterd
+        match info.status {
+            VolumeStatus::Started => {}
+            // Never started: a pool being made (here, or by a create cut short).
+            VolumeStatus::Created => self
+                .glusterd
                 .start_volume(pool, false)
                 .await
-                .map_err(ControllerError::gluster(format!("starting pool {pool}")))?;
+                .map_err(ControllerError::gluster(format!("starting pool {pool}")))?,
+            // Stopped by someone: theirs to start again.
+            _ => return Err(ControllerError::PoolNotStarted(pool.to_string())),
         }
         if quota && !info.quota_enabled() {
             self.glusterd

@@ -535,8 +535,8 @@ async fn list_pages_every_volume_of_ours_those_being_deleted_too() {
     ));
     let first = provisioner.list(None, 2).await.unwrap();
     assert_eq!(first.volumes.len(), 2);
-    let second = provisioner.list(first.next.as_ref(), 2).await.unwrap();
-    let third = provisioner.list(second.next.as_ref(), 2).await.unwrap();
+    let second = provisioner.list(first.next.as_deref(), 2).await.unwrap();
+    let third = provisioner.list(second.next.as_deref(), 2).await.unwrap();
     assert_eq!(third.volumes.len(), 2);
     assert!(third.next.is_none());
     let all = provisioner.list(None, 0).await.unwrap();
@@ -1393,4 +1393,67 @@ async fn without_pool_mounts_subdirectory_mode_is_refused_by_name() {
         "{err}"
     );
     assert!(glusterd.writes().is_empty());
+}
+
+/// A pool someone stopped stays stopped: creates, deletes and expansions in
+/// it are UNAVAILABLE until it is started again.
+#[tokio::test]
+async fn a_stopped_pool_is_not_started_by_the_driver() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    let made = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    let mut stopped = glusterd.get("shared").unwrap();
+    stopped.status = VolumeStatus::Stopped;
+    glusterd.insert(stopped);
+    glusterd.clear_writes();
+    for err in [
+        provisioner
+            .create(&in_pool("pvc-2", "shared"))
+            .await
+            .unwrap_err(),
+        provisioner.delete(&made.id).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        assert!(
+            err.to_string().contains("gluster volume start shared"),
+            "{err}"
+        );
+    }
+    assert!(glusterd.writes().is_empty(), "{:?}", glusterd.writes());
+    assert_eq!(directories.calls(), ["make shared/csi-pvc-1"]);
+}
+
+/// ListVolumes shows the directories of started pools beside the volumes,
+/// in id order, pages through both, and reads a pool's health once.
+#[tokio::test]
+async fn directories_are_listed_with_their_pools_health() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    provisioner.create(&request("pvc-1", &[])).await.unwrap();
+    for name in ["pvc-2", "pvc-3"] {
+        provisioner.create(&in_pool(name, "shared")).await.unwrap();
+    }
+    // Not the driver's: never listed.
+    directories.put("shared", "csi-pvc-9", DirectoryState::UnmarkedEmpty);
+    let all = provisioner.list(None, 0).await.unwrap();
+    let ids: Vec<&str> = all.volumes.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["csi-pvc-1", "shared/csi-pvc-2", "shared/csi-pvc-3"]);
+    let first = provisioner.list(None, 2).await.unwrap();
+    assert_eq!(first.next.as_deref(), Some("shared/csi-pvc-2"));
+    let second = provisioner.list(first.next.as_deref(), 2).await.unwrap();
+    assert_eq!(second.volumes[0].id, "shared/csi-pvc-3");
+    assert_eq!(second.next, None);
+    glusterd.clear_writes();
+    let (page, health) = provisioner.list_with_health(None, 0).await.unwrap();
+    assert_eq!(page.volumes.len(), 3);
+    assert!(
+        health
+            .iter()
+            .all(|h| h.as_ref().is_ok_and(|h| !h.abnormal())),
+        "{health:?}"
+    );
+    // Without pool mounts, pools' directories are not listed (and nothing fails).
+    let (plain, _, _) = fakes::provisioner();
+    assert!(plain.list(None, 0).await.unwrap().volumes.is_empty());
 }

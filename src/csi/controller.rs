@@ -7,8 +7,7 @@ use tonic::{Request, Response, Status};
 use super::validate::{self, invalid};
 use super::{observe, status, unimplemented};
 use crate::controller::{
-    ControllerError, CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams,
-    VolumeHealth,
+    CreateRequest, ProvisionedVolume, Provisioner, StorageClassParams, VolumeHealth,
 };
 use crate::names::{PoolDirectory, VolumeName, validate_csi_name};
 use crate::operations::{Operations, caller_deadline};
@@ -58,7 +57,7 @@ fn to_csi(volume: ProvisionedVolume) -> Volume {
 
 /// A volume's condition; one whose health could not be read is abnormal
 /// with the reason.
-fn condition(health: Result<VolumeHealth, ControllerError>) -> VolumeCondition {
+fn condition(health: Result<VolumeHealth, String>) -> VolumeCondition {
     match health {
         Ok(health) => VolumeCondition {
             abnormal: health.abnormal(),
@@ -200,15 +199,21 @@ impl Controller for ControllerService {
                 .map_err(|_| invalid("max_entries", format!("{} is negative", req.max_entries)))?;
             let after = match req.starting_token.as_str() {
                 "" => None,
-                token => Some(VolumeName::parse(token).ok_or_else(|| {
-                    Status::aborted(format!(
+                token
+                    if VolumeName::parse(token).is_some()
+                        || PoolDirectory::parse(token).is_some() =>
+                {
+                    Some(token)
+                }
+                token => {
+                    return Err(Status::aborted(format!(
                         "starting_token: {token:?} is not a token this driver issued"
-                    ))
-                })?),
+                    )));
+                }
             };
             let (page, health) = self
                 .provisioner
-                .list_with_health(after.as_ref(), max_entries)
+                .list_with_health(after, max_entries)
                 .await
                 .map_err(status)?;
             Ok(Response::new(ListVolumesResponse {
@@ -224,7 +229,7 @@ impl Controller for ControllerService {
                         }),
                     })
                     .collect(),
-                next_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+                next_token: page.next.unwrap_or_default(),
             }))
         })
         .await

@@ -149,7 +149,6 @@ impl PoolMounts {
                         .unmount(&path)
                         .await
                         .map_err(|e| unavailable(e.to_string()))?;
-                    continue;
                 }
                 Some(top) => {
                     return Err(DirectoryError::new(
@@ -493,6 +492,29 @@ impl PoolDirectories for PoolMounts {
                 Err(failed(format!("{status}: {last}")))
             }
         }
+    }
+
+    async fn list(
+        &self,
+        pool: &PoolAccess,
+    ) -> Result<Vec<(VolumeName, DirectoryState)>, DirectoryError> {
+        self.at_root(pool, move |root, _| {
+            let mut dir = nix::dir::Dir::from_fd(
+                nix::unistd::dup(root).map_err(io_error("reading the pool's top"))?,
+            )
+            .map_err(io_error("reading the pool's top"))?;
+            let mut found = Vec::new();
+            for entry in dir.iter() {
+                let entry = entry.map_err(io_error("reading the pool's top"))?;
+                let Some(name) = entry.file_name().to_str().ok().and_then(VolumeName::parse) else {
+                    continue;
+                };
+                let state = read_state(root, &name)?;
+                found.push((name, state));
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn release(&self) {
