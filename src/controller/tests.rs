@@ -1457,3 +1457,34 @@ async fn directories_are_listed_with_their_pools_health() {
     let (plain, _, _) = fakes::provisioner();
     assert!(plain.list(None, 0).await.unwrap().volumes.is_empty());
 }
+
+/// A create cut short between its mkdir and its marks left an empty,
+/// unmarked directory: the retry finishes it; a delete refuses it.
+#[tokio::test]
+async fn an_empty_unmarked_directory_is_finished_by_the_create_retry() {
+    let (provisioner, glusterd, directories) = fakes::provisioner_with_pools();
+    provisioner
+        .create(&in_pool("pvc-0", "shared"))
+        .await
+        .unwrap();
+    directories.put("shared", "csi-pvc-1", DirectoryState::UnmarkedEmpty);
+    let err = provisioner.delete("shared/csi-pvc-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    glusterd.clear_writes();
+    let made = provisioner
+        .create(&in_pool("pvc-1", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(made.id, "shared/csi-pvc-1");
+    assert!(matches!(
+        directories.get("shared", "csi-pvc-1"),
+        DirectoryState::Ours {
+            deleting: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        glusterd.writes(),
+        ["volume quota shared limit-usage /csi-pvc-1 1073741824"]
+    );
+}
