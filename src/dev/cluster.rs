@@ -30,13 +30,17 @@ const DESCRIPTION: &str = "cluster.json";
 const DESCRIPTION_DRAFT: &str = "cluster.json.new";
 /// In every state directory dev made; no other directory is ever used.
 const MARKER: &str = ".glusterfs-csi-dev";
+/// Where dev's controller mounts its pools (subdirectory mode).
+pub const POOL_MOUNTS: &str = "pools";
 /// What dev makes in its state directory, and so what teardown removes.
 /// The description goes last: it is what a later run cleans up by.
-const MADE: [&str; 8] = [
+const MADE: [&str; 9] = [
     "nodes",
     "node",
     "bricks",
     "logs",
+    // Unmounted with the cluster's other mounts before anything is removed.
+    POOL_MOUNTS,
     "csi.sock",
     DESCRIPTION_DRAFT,
     DESCRIPTION,

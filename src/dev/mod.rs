@@ -83,7 +83,7 @@ async fn serve(args: &DevArgs, cluster: &mut DevCluster, metrics: bool) -> AppRe
                 "--pool-mount-dir".to_string(),
                 description
                     .state_dir
-                    .join("pools")
+                    .join(crate::dev::cluster::POOL_MOUNTS)
                     .to_string_lossy()
                     .into_owned(),
             ])
