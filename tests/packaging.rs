@@ -567,6 +567,10 @@ fn chart_refuses_inconsistent_values() {
             "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true\n",
             "metrics.serviceMonitor.enabled needs metrics.enabled",
         ),
+        (
+            "glusterd:\n  access: ssh\n  ssh:\n    servers: [s1]\ncontroller:\n  subdirectoryMode: true\n",
+            "controller.subdirectoryMode needs glusterd.access=socket",
+        ),
     ] {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), values).unwrap();
