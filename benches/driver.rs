@@ -1025,34 +1025,9 @@ async fn create_medians(
     (median(volume_mode), median(directory_mode))
 }
 
-/// How many gluster FUSE clients serve the mounts at `mount_points` (the
-/// last argument of their command line), and their resident memory in KiB.
+/// How many gluster FUSE clients serve the mounts at `mount_points`, and
+/// their resident memory in KiB.
 fn fuse_clients_rss_kib<'a>(mount_points: impl Iterator<Item = &'a Path>) -> (usize, u64) {
-    let wanted: Vec<Vec<u8>> = mount_points
-        .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
-        .collect();
-    let mut count = 0;
-    let mut total = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .collect();
-        let is_client = args.first().is_some_and(|a| a.ends_with(b"glusterfs"));
-        if is_client
-            && args
-                .last()
-                .is_some_and(|last| wanted.iter().any(|w| w == last))
-        {
-            count += 1;
-            total += rss_kib(pid);
-        }
-    }
-    (count, total)
+    let pids: Vec<i32> = mount_points.flat_map(fuse_clients_of).collect();
+    (pids.len(), pids.iter().map(|pid| rss_kib(*pid)).sum())
 }

@@ -520,26 +520,3 @@ async fn a_dead_pool_mount_is_mounted_again() {
         );
     }
 }
-
-/// PIDs of the gluster FUSE clients whose mount point (the last argument of
-/// their command line) is exactly `mount`.
-fn fuse_clients_of(mount: &Path) -> Vec<i32> {
-    let wanted = mount.as_os_str().as_encoded_bytes();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .collect();
-        if args.first().is_some_and(|a| a.ends_with(b"glusterfs")) && args.last() == Some(&wanted) {
-            pids.push(pid);
-        }
-    }
-    pids
-}

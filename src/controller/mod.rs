@@ -537,7 +537,7 @@ impl Provisioner {
         })
     }
 
-    fn brick_dir(&self, root: &str, server: &str, name: &VolumeName) -> String {
+    fn brick_dir(&self, root: &str, server: &str, name: &str) -> String {
         if self.config.brick_dir_per_server {
             format!("{root}/{server}/{name}")
         } else {
@@ -558,32 +558,9 @@ impl Provisioner {
         name: &VolumeName,
         request: &CreateRequest,
     ) -> Result<ProvisionedVolume, ControllerError> {
-        let peers = self
-            .glusterd
-            .peers()
-            .await
-            .map_err(ControllerError::gluster("listing gluster peers"))?;
         let params = &request.params;
-        let servers = placement::BrickPlacement {
-            replica: params.replica,
-            allowed: params.servers.as_deref(),
-            zones: &self.config.server_zones,
-            rule: params.zones,
-        }
-        .place(name, &peers)?;
-        let root = self.brick_root(request);
-        let allow_root_filesystem = params
-            .allow_root_filesystem_bricks
-            .unwrap_or(self.config.allow_root_filesystem_bricks);
-        self.check_brick_roots(&servers, root, allow_root_filesystem)
-            .await?;
-        let bricks: Vec<BrickAddress> = servers
-            .iter()
-            .map(|server| BrickAddress {
-                host: server.clone(),
-                path: self.brick_dir(root, server, name),
-            })
-            .collect();
+        let (servers, bricks, allow_root_filesystem) =
+            self.place_bricks(name, name.as_str(), request).await?;
         let new = NewVolume {
             name: name.to_string(),
             replica: params.replica,
@@ -617,6 +594,45 @@ impl Provisioner {
             context: VolumeContext::new(name.as_str(), &servers, self.config.mount_options.clone())
                 .expect("placement returns at least one server"),
         })
+    }
+
+    /// Where a new gluster volume's bricks go: `replica` connected servers
+    /// chosen by `hashed`'s hash (and the zones), each brick root checked
+    /// there, brick directories named `directory`; and whether brick roots
+    /// may be on the root file system (`volume create ... force`).
+    async fn place_bricks(
+        &self,
+        hashed: &VolumeName,
+        directory: &str,
+        request: &CreateRequest,
+    ) -> Result<(Vec<String>, Vec<BrickAddress>, bool), ControllerError> {
+        let peers = self
+            .glusterd
+            .peers()
+            .await
+            .map_err(ControllerError::gluster("listing gluster peers"))?;
+        let params = &request.params;
+        let servers = placement::BrickPlacement {
+            replica: params.replica,
+            allowed: params.servers.as_deref(),
+            zones: &self.config.server_zones,
+            rule: params.zones,
+        }
+        .place(hashed, &peers)?;
+        let root = self.brick_root(request);
+        let allow_root_filesystem = params
+            .allow_root_filesystem_bricks
+            .unwrap_or(self.config.allow_root_filesystem_bricks);
+        self.check_brick_roots(&servers, root, allow_root_filesystem)
+            .await?;
+        let bricks = servers
+            .iter()
+            .map(|server| BrickAddress {
+                host: server.clone(),
+                path: self.brick_dir(root, server, directory),
+            })
+            .collect();
+        Ok((servers, bricks, allow_root_filesystem))
     }
 
     /// Asks every server that gets a brick what the brick root is there, in
@@ -803,7 +819,7 @@ impl Provisioner {
         let root = self.brick_root(request);
         if let Some(brick) = existing.bricks.iter().find(|b| {
             let name = VolumeName::parse(name);
-            name.is_none_or(|n| b.path != self.brick_dir(root, &b.host, &n))
+            name.is_none_or(|n| b.path != self.brick_dir(root, &b.host, n.as_str()))
         }) {
             return incompatible(format!(
                 "brick {}:{} outside brickRoot {root}",

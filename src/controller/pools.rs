@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ControllerError, CreateRequest, Provisioner, placement};
-use crate::gluster::{BrickAddress, GlusterError, NewVolume, VolumeInfo, VolumeStatus};
+use super::{ControllerError, CreateRequest, Provisioner};
+use crate::gluster::{GlusterError, NewVolume, VolumeInfo, VolumeStatus};
 use crate::names::VolumeName;
 use crate::ownership::OPT_CSI_POOL;
 
@@ -139,40 +139,13 @@ impl Provisioner {
         pool: &str,
         request: &CreateRequest,
     ) -> Result<(), ControllerError> {
-        let peers = self
-            .glusterd
-            .peers()
-            .await
-            .map_err(ControllerError::gluster("listing gluster peers"))?;
         let params = &request.params;
         // Placement spreads by a hash of the name; any stable name will do.
         let hashed = VolumeName::for_csi_name(pool)
             .or_else(|_| VolumeName::for_csi_name(&format!("pool-{pool}")))
             .map_err(|e| ControllerError::Pool(format!("pool {pool}: {e}")))?;
-        let servers = placement::BrickPlacement {
-            replica: params.replica,
-            allowed: params.servers.as_deref(),
-            zones: &self.config.server_zones,
-            rule: params.zones,
-        }
-        .place(&hashed, &peers)?;
-        let root = self.brick_root(request);
-        let allow_root_filesystem = params
-            .allow_root_filesystem_bricks
-            .unwrap_or(self.config.allow_root_filesystem_bricks);
-        self.check_brick_roots(&servers, root, allow_root_filesystem)
-            .await?;
-        let bricks: Vec<BrickAddress> = servers
-            .iter()
-            .map(|server| BrickAddress {
-                host: server.clone(),
-                path: if self.config.brick_dir_per_server {
-                    format!("{root}/{server}/{pool}")
-                } else {
-                    format!("{root}/{pool}")
-                },
-            })
-            .collect();
+        let (servers, bricks, allow_root_filesystem) =
+            self.place_bricks(&hashed, pool, request).await?;
         let new = NewVolume {
             name: pool.to_string(),
             replica: params.replica,
