@@ -1028,6 +1028,6 @@ async fn create_medians(
 /// How many gluster FUSE clients serve the mounts at `mount_points`, and
 /// their resident memory in KiB.
 fn fuse_clients_rss_kib<'a>(mount_points: impl Iterator<Item = &'a Path>) -> (usize, u64) {
-    let pids: Vec<i32> = mount_points.flat_map(fuse_clients_of).collect();
+    let pids: Vec<i32> = mount_points.filter_map(pods::fuse_client_of).collect();
     (pids.len(), pids.iter().map(|pid| rss_kib(*pid)).sum())
 }

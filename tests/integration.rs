@@ -1023,6 +1023,7 @@ async fn node_publish_rules_and_dead_mount_healing() {
     let elsewhere = driver.kubelet.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     sys_bind(&elsewhere, &taken);
+    let _foreign = UnmountOnDrop(taken.clone());
     let err = node
         .node_publish_volume(publish_request(&volume, &staging, &taken, false))
         .await

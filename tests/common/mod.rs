@@ -498,27 +498,14 @@ pub fn gluster(socket: &Path, words: &[&str]) -> Result<String, String> {
     }
 }
 
-/// PIDs of the gluster FUSE clients whose mount point (the last argument of
-/// their command line) is exactly `mount`.
-pub fn fuse_clients_of(mount: &Path) -> Vec<i32> {
-    let wanted = mount.as_os_str().as_encoded_bytes();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .collect();
-        if args.first().is_some_and(|a| a.ends_with(b"glusterfs")) && args.last() == Some(&wanted) {
-            pids.push(pid);
-        }
+/// Unmounts a test's own mount of `.0` when dropped, also when the test
+/// fails before it would have.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
-    pids
 }
 
 /// Polls a condition until it holds; panics after `limit`.
