@@ -551,6 +551,13 @@ async fn hostile_sessions_are_refused_and_change_nothing() {
                     if let Some((remote, input, why)) = sessions.get(at) {
                         let output = ssh.session(first, remote, input.as_bytes());
                         let stderr = String::from_utf8_lossy(&output.stderr);
+                        // The login shell may print its own noise first (root's
+                        // .bashrc here runs `pyenv init`, whose rehash races
+                        // between concurrent sessions): the refusal is read
+                        // from its own first line on.
+                        let stderr = stderr
+                            .find("glusterfs-csi ssh-command: ")
+                            .map_or(&*stderr, |at| &stderr[at..]);
                         let what = format!("{remote} <<< {:.200?}", input);
                         assert_eq!(output.status.code(), Some(77), "{what}: {output:?}");
                         assert!(

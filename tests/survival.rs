@@ -63,6 +63,9 @@ async fn a_killed_fuse_client_is_healed_inside_running_pods() {
         "written through the healed view",
         "the kubelet's target path was put back too"
     );
+    wait_until(Duration::from_secs(10), || {
+        driver.log().contains("dead FUSE mount healed")
+    });
     let log = driver.log();
     assert_eq!(node_calls(&log), calls_before, "healed with no node RPC");
     let healed = log
@@ -130,7 +133,11 @@ async fn inline_fuse_clients_die_with_the_plugin_and_the_node_heals() {
     wait_until(Duration::from_secs(10), || {
         fuse_client_of(&staging).is_some() && std::fs::read_dir(&target).is_ok()
     });
-    assert!(plugin.log_text().contains("dead FUSE mount healed"));
+    // The heal's line is written after the repair has looked at every
+    // namespace, which can be after the target works again.
+    wait_until(Duration::from_secs(10), || {
+        plugin.log_text().contains("dead FUSE mount healed")
+    });
     drop(pod);
     stage.unmount_and_delete(&plugin, &[volume]).await;
     plugin.kill();
