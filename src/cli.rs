@@ -253,8 +253,30 @@ pub struct CommonArgs {
     )]
     pub endpoint: String,
     /// Driver name reported to the CO (the CSIDriver object's name).
-    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    #[arg(long, env = "GLUSTERFS_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME,
+          value_parser = driver_name)]
     pub driver_name: String,
+}
+
+/// A CSI driver name: at most 63 letters, digits, '-' and '.', starting
+/// and ending with a letter or digit (it also names a directory).
+fn driver_name(text: &str) -> Result<String, String> {
+    let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    let bytes = text.as_bytes();
+    if bytes.len() <= 63
+        && edge(bytes.first())
+        && edge(bytes.last())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
+    {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a CSI driver name (at most 63 letters, digits, '-' and '.', \
+             starting and ending with a letter or digit)"
+        ))
+    }
 }
 
 /// Prometheus metrics (docs/metrics.md).
@@ -644,6 +666,16 @@ pub struct MigrateArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_names_are_checked() {
+        for good in ["glusterfs.csi.io", "a", "x-1.y"] {
+            assert_eq!(driver_name(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "../x", "a/b", ".a", "a-", "x".repeat(64).as_str()] {
+            assert!(driver_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn brick_agent_listen_addresses() {

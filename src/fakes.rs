@@ -1040,16 +1040,26 @@ impl Mounter for FakeMounter {
         state
             .calls
             .push(format!("bind {} {}", source.display(), target.display()));
-        let from = state
-            .table
-            .iter()
-            .rev()
-            .find(|m| m.mount_point == source)
+        // The mount the source lies in (the deepest above it), as the
+        // kernel resolves it; a source inside it keeps its path as root.
+        let from = crate::mount::mountinfo::containing(&state.table, source)
             .cloned()
-            .expect("bind source is mounted");
+            .expect("bind source is in a mount");
+        if !source.exists() {
+            return Err(MountError::io("opening", source)(
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        let inside = source.strip_prefix(&from.mount_point).unwrap();
+        let root = if inside.as_os_str().is_empty() {
+            from.root.clone()
+        } else {
+            from.root.join(inside)
+        };
         let id = state.new_id();
         state.table.push(MountEntry {
             id,
+            root,
             mount_point: target.to_path_buf(),
             mount_options: vec![if read_only { "ro" } else { "rw" }.into()],
             ..from

@@ -10,6 +10,11 @@ pub const KEY_VOLUME: &str = "volume";
 pub const KEY_SERVER: &str = "server";
 pub const KEY_BACKUP_SERVERS: &str = "backupServers";
 pub const KEY_MOUNT_OPTIONS: &str = "mountOptions";
+/// Subdirectory mode: `shared` (one mount of the pool per node, each
+/// volume a bind of its directory) or `perVolume` (the default).
+pub const KEY_POOL_MOUNT: &str = "poolMount";
+pub const POOL_MOUNT_SHARED: &str = "shared";
+pub const POOL_MOUNT_PER_VOLUME: &str = "perVolume";
 
 /// Longest volume id (a static PV's `volumeHandle`) the node accepts.
 pub const MAX_VOLUME_ID: usize = 256;
@@ -25,6 +30,9 @@ pub struct VolumeContext {
     pub backup_servers: Vec<String>,
     /// Extra FUSE mount options, validated by the node before use.
     pub mount_options: Vec<String>,
+    /// The node mounts the pool once and binds this volume's directory
+    /// from it (only for `<pool>/<directory>`).
+    pub shared_pool_mount: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,7 +58,19 @@ impl VolumeContext {
             server: servers.next()?,
             backup_servers: servers.collect(),
             mount_options,
+            shared_pool_mount: false,
         })
+    }
+
+    /// The same context, asking nodes to share one mount of the pool.
+    pub fn with_shared_pool_mount(mut self, shared: bool) -> Self {
+        self.shared_pool_mount = shared;
+        self
+    }
+
+    /// `(pool, directory)` of a subdirectory volume.
+    pub fn directory(&self) -> Option<(&str, &str)> {
+        self.volume.split_once('/')
     }
 
     /// The gluster volume itself, without the directory of a subdirectory mount.
@@ -76,6 +96,9 @@ impl VolumeContext {
         if !self.mount_options.is_empty() {
             map.insert(KEY_MOUNT_OPTIONS.into(), self.mount_options.join(","));
         }
+        if self.shared_pool_mount {
+            map.insert(KEY_POOL_MOUNT.into(), POOL_MOUNT_SHARED.into());
+        }
         map
     }
 
@@ -100,11 +123,33 @@ impl VolumeContext {
             backup_servers.push(backup.to_string());
         }
         let mount_options = list(map, KEY_MOUNT_OPTIONS).map(str::to_string).collect();
+        let shared_pool_mount = match map.get(KEY_POOL_MOUNT).map(|v| v.trim()) {
+            None | Some("") | Some(POOL_MOUNT_PER_VOLUME) => false,
+            Some(POOL_MOUNT_SHARED) if volume.contains('/') => true,
+            Some(POOL_MOUNT_SHARED) => {
+                return Err(ContextError {
+                    key: KEY_POOL_MOUNT,
+                    reason: format!(
+                        "{POOL_MOUNT_SHARED:?} needs a volume that is a directory of a pool \
+                         (<pool>/<directory>); {volume:?} is a whole gluster volume"
+                    ),
+                });
+            }
+            Some(other) => {
+                return Err(ContextError {
+                    key: KEY_POOL_MOUNT,
+                    reason: format!(
+                        "{other:?} is not {POOL_MOUNT_SHARED:?} or {POOL_MOUNT_PER_VOLUME:?}"
+                    ),
+                });
+            }
+        };
         Ok(VolumeContext {
             volume: volume.to_string(),
             server: server.to_string(),
             backup_servers,
             mount_options,
+            shared_pool_mount,
         })
     }
 }
@@ -226,6 +271,30 @@ mod tests {
         subdirectory.insert(KEY_VOLUME.to_string(), "pool/csi-pvc-1".to_string());
         let ctx = VolumeContext::from_map(&subdirectory).unwrap();
         assert_eq!(ctx.gluster_volume(), "pool");
+        let mut shared = subdirectory.clone();
+        shared.insert(KEY_POOL_MOUNT.to_string(), "shared".to_string());
+        let ctx = VolumeContext::from_map(&shared).unwrap();
+        assert!(ctx.shared_pool_mount);
+        assert_eq!(ctx.directory(), Some(("pool", "csi-pvc-1")));
+        assert_eq!(VolumeContext::from_map(&ctx.to_map()).unwrap(), ctx);
+        for (volume, mode) in [
+            ("gv0", "shared"),
+            ("pool/csi-pvc-1", "Shared"),
+            ("pool/d", "x"),
+        ] {
+            let mut map = base.clone();
+            map.insert(KEY_VOLUME.to_string(), volume.to_string());
+            map.insert(KEY_POOL_MOUNT.to_string(), mode.to_string());
+            let err = VolumeContext::from_map(&map).unwrap_err();
+            assert_eq!(err.key, "poolMount", "{volume} {mode}");
+        }
+        let mut per_volume = subdirectory.clone();
+        per_volume.insert(KEY_POOL_MOUNT.to_string(), "perVolume".to_string());
+        assert!(
+            !VolumeContext::from_map(&per_volume)
+                .unwrap()
+                .shared_pool_mount
+        );
         let mut missing = base.clone();
         missing.remove(KEY_SERVER);
         assert_eq!(VolumeContext::from_map(&missing).unwrap_err().key, "server");

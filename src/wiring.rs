@@ -223,6 +223,7 @@ pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
             node_id: args.node_id.clone(),
             mount_log_dir: args.mount_log_dir.clone(),
             state_dir: args.state_dir.clone(),
+            shared_pool_dir: shared_pool_dir(args),
         },
     )
     .map_err(|e| format!("--state-dir {}: {e}", args.state_dir.display()))?;
@@ -235,6 +236,20 @@ pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
             log_limit: args.mount_log_max_mib << 20,
         },
     })
+}
+
+/// Where the node mounts pools for `poolMount: shared`: under the
+/// kubelet's directory (mounted Bidirectional into the plugin, so the host
+/// sees the mounts and they outlive the plugin, as staging mounts do), or
+/// in the state directory when there is none (dev).
+fn shared_pool_dir(args: &NodeArgs) -> std::path::PathBuf {
+    match &args.kubelet_dir {
+        Some(kubelet) => kubelet
+            .join("plugins")
+            .join(&args.common.driver_name)
+            .join("pool-mounts"),
+        None => args.state_dir.join("pool-mounts"),
+    }
 }
 
 /// Serves a brick agent backed by the glusterd at `glusterd` until shutdown.

@@ -225,7 +225,11 @@ impl Provisioner {
                     "setting the quota limit of {id} to {size} bytes"
                 )))?;
         }
-        self.directory_volume(&pool, &id, size)
+        let mut volume = self.directory_volume(&pool, &id, size)?;
+        volume.context = volume
+            .context
+            .with_shared_pool_mount(request.params.shared_pool_mount);
+        Ok(volume)
     }
 
     /// ListVolumes' share of a pool: its directories of the driver, those

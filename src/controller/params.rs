@@ -16,9 +16,10 @@ pub const ENFORCE_CAPACITY: &str = "enforceCapacity";
 pub const ZONES: &str = "zones";
 pub const POOL: &str = "pool";
 pub const DIRECTORY_OWNER: &str = "directoryOwner";
+pub const POOL_MOUNT: &str = "poolMount";
 /// Keys the external-provisioner adds or interprets itself.
 const CO_PREFIX: &str = "csi.storage.k8s.io/";
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     REPLICA,
     ARBITER,
     BRICK_ROOT,
@@ -29,6 +30,7 @@ const KNOWN: [&str; 10] = [
     ZONES,
     POOL,
     DIRECTORY_OWNER,
+    POOL_MOUNT,
 ];
 
 pub const DEFAULT_REPLICA: u32 = 3;
@@ -62,6 +64,9 @@ pub struct StorageClassParams {
     /// Subdirectory mode: `uid:gid` given to a new volume's directory (for
     /// pods that do not run as root); `None`: root, mode 0755.
     pub directory_owner: Option<(u32, u32)>,
+    /// Subdirectory mode, `poolMount: shared`: nodes mount the pool once
+    /// and bind each volume's directory from that mount.
+    pub shared_pool_mount: bool,
 }
 
 /// A bad parameter, named as the StorageClass spells it.
@@ -171,6 +176,24 @@ impl StorageClassParams {
                 format!("only applies with parameters.{POOL} (subdirectory mode)"),
             ));
         }
+        use crate::volume_context::{POOL_MOUNT_PER_VOLUME, POOL_MOUNT_SHARED};
+        let shared_pool_mount = match get(POOL_MOUNT) {
+            None => false,
+            Some(POOL_MOUNT_SHARED) => true,
+            Some(POOL_MOUNT_PER_VOLUME) => false,
+            Some(other) => {
+                return Err(err(
+                    POOL_MOUNT,
+                    format!("{other:?} is not {POOL_MOUNT_SHARED:?} or {POOL_MOUNT_PER_VOLUME:?}"),
+                ));
+            }
+        };
+        if get(POOL_MOUNT).is_some() && pool.is_none() {
+            return Err(err(
+                POOL_MOUNT,
+                format!("only applies with parameters.{POOL} (subdirectory mode)"),
+            ));
+        }
         let volume_options = get(VOLUME_OPTIONS)
             .map(parse_volume_options)
             .transpose()?
@@ -186,6 +209,7 @@ impl StorageClassParams {
             zones,
             pool,
             directory_owner,
+            shared_pool_mount,
         })
     }
 
@@ -538,6 +562,17 @@ mod tests {
         let ok = parse(&[("pool", "shared"), ("directoryOwner", "1000:2000")]).unwrap();
         assert_eq!(ok.pool.as_deref(), Some("shared"));
         assert_eq!(ok.directory_owner, Some((1000, 2000)));
+        assert!(!ok.shared_pool_mount);
+        assert!(
+            parse(&[("pool", "p"), ("poolMount", "shared")])
+                .unwrap()
+                .shared_pool_mount
+        );
+        assert!(
+            !parse(&[("pool", "p"), ("poolMount", "perVolume")])
+                .unwrap()
+                .shared_pool_mount
+        );
         for (pairs, key) in [
             (&[("pool", "csi-x")][..], "pool"),
             (&[("pool", "a/b")][..], "pool"),
@@ -555,6 +590,9 @@ mod tests {
                 "directoryOwner",
             ),
             (&[("directoryOwner", "1:1")][..], "directoryOwner"),
+            (&[("poolMount", "shared")][..], "poolMount"),
+            (&[("pool", "p"), ("poolMount", "Shared")][..], "poolMount"),
+            (&[("pool", "p"), ("poolMount", "")][..], "poolMount"),
         ] {
             let e = parse(pairs).unwrap_err();
             assert_eq!(e.key, key, "{pairs:?}: {e}");

@@ -590,6 +590,7 @@ async fn written_volumes_stage_through_the_node_and_survive_delete_volume() {
                 node_id: "n1".into(),
                 mount_log_dir: None,
                 state_dir: dir.path().join("state"),
+                shared_pool_dir: dir.path().join("pool-mounts"),
             },
         )
         .unwrap();

@@ -64,6 +64,20 @@ impl MountEntry {
         let (_, volume) = self.source.split_once(':')?;
         Some(volume.trim_start_matches('/'))
     }
+
+    /// What of gluster this mount shows: its volume (or `<volume>/<dir>`
+    /// for a subdirectory mount) followed by the mount's root. The same
+    /// `pool/dir` for a `server:/pool/dir` mount, a bind of it, and a bind
+    /// of `dir` from a mount of the whole pool.
+    pub fn gluster_path(&self) -> Option<String> {
+        let volume = self.gluster_volume()?.trim_end_matches('/');
+        let root = self.root.to_str()?.trim_matches('/');
+        Some(if root.is_empty() {
+            volume.to_string()
+        } else {
+            format!("{volume}/{root}")
+        })
+    }
 }
 
 /// Parses mountinfo text; malformed lines are skipped.
@@ -157,6 +171,27 @@ garbage line";
         assert_eq!(plain.mount_point, PathBuf::from("/mnt/a b"));
         assert_eq!(plain.root, PathBuf::from("/srv/a b"));
         assert_eq!(plain.gluster_volume(), None);
+        assert_eq!(plain.gluster_path(), None);
+        assert_eq!(stage.gluster_path().as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn gluster_paths_of_directory_mounts_and_binds() {
+        let text = "\
+70 27 0:60 / /p/pool.1 rw - fuse.glusterfs 127.77.1.1:/pool rw
+71 27 0:60 /csi-a /k/staging-a rw - fuse.glusterfs 127.77.1.1:/pool rw
+72 27 0:60 /csi-a/sub /k/pod-a/sub ro - fuse.glusterfs 127.77.1.1:/pool rw
+73 27 0:61 / /k/staging-b rw - fuse.glusterfs 127.77.1.1:/pool/csi-b rw";
+        let paths: Vec<Option<String>> = parse(text).iter().map(MountEntry::gluster_path).collect();
+        assert_eq!(
+            paths,
+            [
+                Some("pool".to_string()),
+                Some("pool/csi-a".to_string()),
+                Some("pool/csi-a/sub".to_string()),
+                Some("pool/csi-b".to_string()),
+            ]
+        );
     }
 
     #[test]

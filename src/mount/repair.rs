@@ -9,13 +9,22 @@
 //! the fresh mount (`open_tree` + `move_mount`; a classic bind cannot take a
 //! source from another namespace).
 //!
+//! In another namespace, a dead mount at the same path as one of the
+//! plugin's own mounts of the dead or the fresh file system is left alone:
+//! it is a copy of ours (inherited by a process that unshared its mounts,
+//! or propagated into a container that mirrors a host path), not a
+//! container's view of the volume. Where mounts propagate, our remount
+//! reaches it by itself; where they do not, giving it a clone would pin
+//! the fresh FUSE client for as long as that namespace lives, after the
+//! volume is unstaged. Containers' views live at their own paths.
+//!
 //! Nothing is trusted by path alone: each mount is opened beneath the
 //! owning process's root without following magic links and checked by mount
 //! id against that namespace's mountinfo (where it showed the dead device)
 //! before it is detached, and the clone is attached on exactly the directory
 //! it covered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -90,13 +99,15 @@ pub fn replace_dead_mounts(dead: &DeadFileSystem, fresh: &Path) -> RepairReport 
         }
     };
     let own = namespace_of("self");
-    let own_victims = match std::fs::read_to_string("/proc/self/mountinfo") {
-        Ok(text) => victims(&text, dead, Some(fresh)),
+    let own_text = match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(text) => text,
         Err(e) => {
             report.failures.push(format!("reading mountinfo: {e}"));
-            Vec::new()
+            String::new()
         }
     };
+    let own_victims = victims(&own_text, dead, Some(fresh), &HashSet::new());
+    let ours = own_mount_points(&own_text, dead, fresh);
     if !own_victims.is_empty() {
         let job = Job {
             pid: None,
@@ -105,17 +116,43 @@ pub fn replace_dead_mounts(dead: &DeadFileSystem, fresh: &Path) -> RepairReport 
         };
         run_job(job, &fresh_root, &mut report);
     }
-    for job in other_namespaces(own.as_deref(), dead) {
+    for job in other_namespaces(own.as_deref(), dead, &ours) {
         run_job(job, &fresh_root, &mut report);
     }
     report
 }
 
-/// Mounts of `dead`'s file system in a mountinfo text, shallowest first.
-fn victims(text: &str, dead: &DeadFileSystem, except: Option<&Path>) -> Vec<MountEntry> {
+/// Where the plugin's own namespace has a mount of the dead or the fresh
+/// file system (the one at `fresh`).
+fn own_mount_points(text: &str, dead: &DeadFileSystem, fresh: &Path) -> HashSet<PathBuf> {
+    let mounts = mountinfo::parse(text);
+    let fresh_device = mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == fresh)
+        .map(|m| m.device.clone());
+    mounts
+        .into_iter()
+        .filter(|m| dead.is(m) || Some(&m.device) == fresh_device.as_ref())
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+/// Mounts of `dead`'s file system in a mountinfo text, shallowest first,
+/// but for the one at `except` and those at a path in `copies`.
+fn victims(
+    text: &str,
+    dead: &DeadFileSystem,
+    except: Option<&Path>,
+    copies: &HashSet<PathBuf>,
+) -> Vec<MountEntry> {
     let mut found: Vec<MountEntry> = mountinfo::parse(text)
         .into_iter()
-        .filter(|m| dead.is(m) && Some(m.mount_point.as_path()) != except)
+        .filter(|m| {
+            dead.is(m)
+                && Some(m.mount_point.as_path()) != except
+                && !copies.contains(&m.mount_point)
+        })
         .collect();
     found.sort_by_key(|m| m.mount_point.components().count());
     found
@@ -135,7 +172,7 @@ fn namespace_of(pid: &str) -> Option<String> {
 }
 
 /// Every other mount namespace in which the dead file system is mounted.
-fn other_namespaces(own: Option<&str>, dead: &DeadFileSystem) -> Vec<Job> {
+fn other_namespaces(own: Option<&str>, dead: &DeadFileSystem, ours: &HashSet<PathBuf>) -> Vec<Job> {
     let mut jobs: HashMap<String, Job> = HashMap::new();
     let mut clean: std::collections::HashSet<String> = Default::default();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -166,7 +203,7 @@ fn other_namespaces(own: Option<&str>, dead: &DeadFileSystem) -> Vec<Job> {
         if read.is_err() {
             continue;
         }
-        let found = victims(&text, dead, None);
+        let found = victims(&text, dead, None, ours);
         if found.is_empty() {
             clean.insert(namespace);
         } else {
@@ -502,10 +539,41 @@ mod tests {
 33 1 0:51 / /k/pods/c rw - fuse.glusterfs s:/v rw
 34 1 0:50 / /k/other rw - tmpfs tmpfs rw";
         let dead = DeadFileSystem::of(&mountinfo::parse(text)[0]);
-        let found: Vec<u64> = victims(text, &dead, Some(Path::new("/k/staging")))
+        let found: Vec<u64> = victims(text, &dead, Some(Path::new("/k/staging")), &HashSet::new())
             .iter()
             .map(|m| m.id)
             .collect();
         assert_eq!(found, [32, 31]);
+    }
+
+    #[test]
+    fn copies_of_our_own_mounts_are_not_another_namespaces_views() {
+        // Ours after the remount: the fresh staging mount (0:52), a target
+        // still on the dead client (0:50), an unrelated mount.
+        let own = "\
+40 1 0:52 / /k/staging rw - fuse.glusterfs s:/v rw
+41 1 0:50 / /k/pods/a/target rw - fuse.glusterfs s:/v rw
+42 1 0:53 / /k/else rw - fuse.glusterfs s:/w rw";
+        let dead = DeadFileSystem {
+            device: "0:50".into(),
+            fs_type: "fuse.glusterfs".into(),
+            source: "s:/v".into(),
+        };
+        let ours = own_mount_points(own, &dead, Path::new("/k/staging"));
+        let expected: HashSet<PathBuf> = ["/k/staging", "/k/pods/a/target"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(ours, expected);
+        // Another namespace: copies at our paths, and a container's view.
+        let theirs = "\
+50 1 0:50 / /k/staging rw - fuse.glusterfs s:/v rw
+51 1 0:50 / /k/pods/a/target rw - fuse.glusterfs s:/v rw
+52 1 0:50 /sub /data rw - fuse.glusterfs s:/v rw";
+        let found: Vec<u64> = victims(theirs, &dead, None, &ours)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(found, [52]);
     }
 }

@@ -70,6 +70,16 @@ impl NodeVolumes {
     ) -> Result<Option<HealReport>, NodeError> {
         let started = Instant::now();
         let staging = &request.staging_path;
+        let mut repair = RepairReport::default();
+        let pool = self.pool_mount_of(request);
+        if let Some(pool) = &pool {
+            // A dead pool client takes every volume of the pool with it:
+            // mounted again first, with this staging path among what it
+            // puts back.
+            let done = self.heal_pool_mount(pool).await?;
+            repair.replaced.extend(done.replaced);
+            repair.failures.extend(done.failures);
+        }
         let top = top_of(&self.mounter.mount_table()?, staging)
             .filter(|m| m.is_glusterfs())
             .cloned();
@@ -83,15 +93,22 @@ impl NodeVolumes {
                 .save(StagedRecord::of(request).with_dead(dead.clone()))?;
             self.unmount_volume(&request.volume_id, staging).await?;
         }
-        if dead.is_empty() {
+        if dead.is_empty() && repair == RepairReport::default() {
             return Ok(None);
         }
         if !alive {
-            self.mount_staging(request).await?;
+            // In shared mode this may heal the pool mount first, putting
+            // back every volume of the pool on this node.
+            let done = self.mount_staging(request).await?;
+            repair.replaced.extend(done.replaced);
+            repair.failures.extend(done.failures);
         }
-        let mut repair = RepairReport::default();
+        // The clones come from the client's root, each dead mount getting
+        // its own directory of it back (a staging path would be the wrong
+        // source for another volume's mount of the same pool).
+        let fresh = pool.map_or_else(|| staging.clone(), |pool| pool.path);
         for file_system in &dead {
-            let done = self.mounter.replace_dead(file_system, staging).await?;
+            let done = self.mounter.replace_dead(file_system, &fresh).await?;
             repair.replaced.extend(done.replaced);
             repair.failures.extend(done.failures);
         }

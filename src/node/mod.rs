@@ -8,6 +8,7 @@
 mod heal;
 pub mod logs;
 pub mod options;
+mod shared;
 pub mod staged;
 #[cfg(test)]
 mod tests;
@@ -21,7 +22,9 @@ use std::time::Duration;
 use tonic::Code;
 
 use crate::gluster::{VolumeLookup, VolumeStatus};
-use crate::mount::{BrickLink, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState};
+use crate::mount::{
+    BrickLink, FsUsage, GlusterSource, MountEntry, MountError, Mounter, PathState, RepairReport,
+};
 use crate::names::{PoolDirectory, VolumeName};
 use crate::volume_context::VolumeContext;
 pub use heal::HealReport;
@@ -36,6 +39,10 @@ pub struct NodeConfig {
     pub mount_log_dir: Option<PathBuf>,
     /// Where staging records live (on the host, across plugin restarts).
     pub state_dir: PathBuf,
+    /// Where pools are mounted for volumes staged with `poolMount: shared`
+    /// (one directory per pool mount; under the kubelet's directory, so
+    /// the host sees the mounts and they outlive the plugin).
+    pub shared_pool_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +115,9 @@ pub struct NodeVolumes {
     staged: StagedVolumes,
     /// Staging, unstaging and healing of one staging path, one at a time.
     staging_locks: PathLocks,
+    /// Mounting, healing and releasing of one shared pool mount, one at a
+    /// time; taken after a staging path's lock, never before.
+    pool_locks: PathLocks,
     /// FUSE clients (by device) whose meta translator is being read: a
     /// hung client holds one blocked thread, never one per RPC.
     client_reads: Arc<Mutex<HashSet<String>>>,
@@ -135,6 +145,7 @@ impl NodeVolumes {
             config,
             staged,
             staging_locks: PathLocks::default(),
+            pool_locks: PathLocks::default(),
             client_reads: Arc::default(),
         })
     }
@@ -166,7 +177,7 @@ impl NodeVolumes {
                 self.heal_locked(request, pending).await?;
                 return Ok(());
             }
-            if top.gluster_volume() == Some(request.context.volume.as_str())
+            if top.gluster_path().as_deref() == Some(request.context.volume.as_str())
                 && top.is_read_only() == request.options.read_only()
             {
                 // Mounted by an earlier run of the plugin (or this request
@@ -190,11 +201,23 @@ impl NodeVolumes {
         self.mounter.prepare_dir(staging)?;
         self.staged
             .save(StagedRecord::of(request).with_dead(pending.clone()))?;
-        if let Err(e) = self.mount_staging(request).await {
-            if pending.is_empty() {
-                self.staged.remove(staging)?;
+        match self.mount_staging(request).await {
+            Err(e) => {
+                if pending.is_empty() {
+                    self.staged.remove(staging)?;
+                }
+                return Err(e);
             }
-            return Err(e);
+            // This stage found the shared pool mount dead and healed it
+            // (logged there): counted as a heal of the volumes it put back.
+            Ok(repair) if !repair.replaced.is_empty() || !repair.failures.is_empty() => {
+                crate::metrics::record_mount_heal(if repair.failures.is_empty() {
+                    crate::metrics::HealOutcome::Healed
+                } else {
+                    crate::metrics::HealOutcome::Partial
+                });
+            }
+            Ok(_) => {}
         }
         if !pending.is_empty() {
             self.heal_locked(request, pending).await?;
@@ -202,35 +225,46 @@ impl NodeVolumes {
         Ok(())
     }
 
-    /// The FUSE mount itself, with the client's log file and, when it
-    /// fails, the reason from glusterd or the client's log.
-    async fn mount_staging(&self, request: &StageRequest) -> Result<(), NodeError> {
-        let staging = &request.staging_path;
-        let volume = &request.context.volume;
-        let mut options = request.options.as_slice().to_vec();
+    /// Mounts the volume at the staging path: a FUSE mount of its own, or
+    /// a bind of its directory from the node's shared mount of the pool
+    /// (which may first be healed: what that put back is returned).
+    async fn mount_staging(&self, request: &StageRequest) -> Result<RepairReport, NodeError> {
+        if let Some(pool) = self.pool_mount_of(request) {
+            return self.bind_from_pool(request, &pool).await;
+        }
+        let source = GlusterSource {
+            servers: request.context.servers(),
+            volume: request.context.volume.clone(),
+        };
+        self.mount_fuse(&source, &request.staging_path, request.options.as_slice())
+            .await?;
+        Ok(RepairReport::default())
+    }
+
+    /// A FUSE mount, with the client's log file and, when it fails, the
+    /// reason from glusterd or the client's log.
+    async fn mount_fuse(
+        &self,
+        source: &GlusterSource,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), NodeError> {
+        let mut options = options.to_vec();
         let log_file = match &self.config.mount_log_dir {
             Some(dir) => {
-                let file = mount_log_file(dir, volume, staging);
+                let file = mount_log_file(dir, &source.volume, target);
                 options.push(format!("log-file={}", file.display()));
                 file
             }
-            None => default_client_log(staging),
+            None => default_client_log(target),
         };
-        let source = GlusterSource {
-            servers: request.context.servers(),
-            volume: volume.clone(),
-        };
-        match self
-            .mounter
-            .mount_glusterfs(&source, staging, &options)
-            .await
-        {
+        match self.mounter.mount_glusterfs(source, target, &options).await {
             Err(MountError::MountFailed {
                 source_desc,
                 target,
                 detail,
             }) => {
-                self.explain_missing_volume(&source).await?;
+                self.explain_missing_volume(source).await?;
                 Err(MountError::MountFailed {
                     source_desc,
                     target,
@@ -240,7 +274,7 @@ impl NodeVolumes {
             }
             other => {
                 other?;
-                self.check_mounted(&source, staging, &log_file).await
+                self.check_mounted(source, target, &log_file).await
             }
         }
     }
@@ -289,7 +323,13 @@ impl NodeVolumes {
         {
             self.staged.remove(staging)?;
         }
-        self.unmount_volume(volume_id, staging).await
+        let table = self.mounter.mount_table()?;
+        let pool = top_of(&table, staging).and_then(|top| self.pool_mount_behind(&table, top));
+        self.unmount_volume(volume_id, staging).await?;
+        match pool {
+            Some(pool) => self.release_pool_mount(&pool).await,
+            None => Ok(()),
+        }
     }
 
     /// Bind-mounts the staged volume at the target path.
@@ -396,12 +436,13 @@ impl NodeVolumes {
         if state == PathState::Missing {
             return Err(not_found());
         }
-        let top = self
-            .top_mount(path)?
-            .filter(MountEntry::is_glusterfs)
+        let table = self.mounter.mount_table()?;
+        let top = top_of(&table, path)
+            .filter(|m| m.is_glusterfs())
+            .cloned()
             .ok_or_else(not_found)?;
         // Our own ids name what is mounted; a static PV's id may not.
-        if mount_path_of_id(volume_id).is_some_and(|path| top.gluster_volume() != Some(&path)) {
+        if mount_path_of_id(volume_id).is_some_and(|id| top.gluster_path() != Some(id)) {
             return Err(not_found());
         }
         if state == PathState::Disconnected {
@@ -420,10 +461,18 @@ impl NodeVolumes {
         let Some(volume) = top.gluster_volume().and_then(|v| v.split('/').next()) else {
             return Ok(VolumeHealth::Healthy(usage));
         };
-        Ok(match self.client_view(path, &top.device, volume).await {
-            Some(message) => VolumeHealth::Degraded(usage, message),
-            None => VolumeHealth::Healthy(usage),
-        })
+        // The meta translator is at the client's root: for a bind of a
+        // directory from a shared pool mount, that is the pool mount.
+        let client_root = table
+            .iter()
+            .find(|m| m.device == top.device && m.root == Path::new("/"))
+            .map_or(path, |m| m.mount_point.as_path());
+        Ok(
+            match self.client_view(client_root, &top.device, volume).await {
+                Some(message) => VolumeHealth::Degraded(usage, message),
+                None => VolumeHealth::Healthy(usage),
+            },
+        )
     }
 
     /// What is wrong as this node's FUSE client sees the bricks, read from
@@ -478,7 +527,7 @@ impl NodeVolumes {
     /// a record gives that mount point to another id (staged by a plugin
     /// that kept no records).
     fn is_volumes(&self, mount: &MountEntry, volume_id: &str) -> bool {
-        let Some(mounted) = mount.gluster_volume() else {
+        let Some(mounted) = mount.gluster_path() else {
             return false;
         };
         if let Some(path) = mount_path_of_id(volume_id) {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{MountOptions, NodeError, StageRequest};
 use crate::mount::{DeadFileSystem, MountError};
-use crate::volume_context::VolumeContext;
+use crate::volume_context::{KEY_POOL_MOUNT, POOL_MOUNT_SHARED, VolumeContext};
 
 const FORMAT: u32 = 1;
 /// Larger files are not ours.
@@ -37,6 +37,9 @@ pub struct StagedRecord {
     /// here, also after a restart of the plugin.
     #[serde(default)]
     pub dead: Vec<DeadFileSystem>,
+    /// Bound from the node's shared mount of the pool (`poolMount: shared`).
+    #[serde(default)]
+    pub shared_pool_mount: bool,
 }
 
 impl StagedRecord {
@@ -49,6 +52,7 @@ impl StagedRecord {
             servers: request.context.servers(),
             options: request.options.as_slice().to_vec(),
             dead: Vec::new(),
+            shared_pool_mount: request.context.shared_pool_mount,
         }
     }
 
@@ -68,6 +72,10 @@ impl StagedRecord {
             ("server".to_string(), server.clone()),
             ("backupServers".to_string(), backups.join(",")),
         ]);
+        let mut map = map;
+        if self.shared_pool_mount {
+            map.insert(KEY_POOL_MOUNT.to_string(), POOL_MOUNT_SHARED.to_string());
+        }
         let context = VolumeContext::from_map(&map).map_err(|e| e.to_string())?;
         let options = MountOptions::parse(self.options.iter().map(String::as_str))?;
         Ok(StageRequest {

@@ -19,6 +19,7 @@ fn config(dir: &Path) -> NodeConfig {
         node_id: "n1".into(),
         mount_log_dir: None,
         state_dir: dir.join("state"),
+        shared_pool_dir: dir.join("pool-mounts"),
     }
 }
 
@@ -684,4 +685,272 @@ async fn a_hung_client_view_keeps_the_plain_answer_and_one_thread() {
         );
         tokio::task::yield_now().await;
     }
+}
+
+/// Shared pool mounts: a request for `pool/<directory>` staged at
+/// `staging-<directory>`.
+fn shared_request(f: &Fixture, directory: &str, read_only: bool) -> StageRequest {
+    let volume = format!("pool/{directory}");
+    let options = MountOptions::parse(["acl"]).unwrap();
+    StageRequest {
+        volume_id: volume.clone(),
+        staging_path: f.path(&format!("staging-{directory}")),
+        context: VolumeContext::new(&volume, &["a".into(), "b".into()], vec![])
+            .unwrap()
+            .with_shared_pool_mount(true),
+        options: if read_only {
+            options.with_read_only()
+        } else {
+            options
+        },
+    }
+}
+
+/// The pool mount's path, with the directories of the pool made on disk
+/// (the fake mounter mounts nothing: binds need them to exist).
+fn pool_with(f: &Fixture, directories: &[&str]) -> PathBuf {
+    let pool = shared::PoolMount::of(
+        &f.dir.path().join("pool-mounts"),
+        &shared_request(f, "x", false),
+    )
+    .unwrap();
+    for directory in directories {
+        std::fs::create_dir_all(pool.path.join(directory)).unwrap();
+    }
+    pool.path
+}
+
+fn mounts_of(f: &Fixture, path: &Path) -> Vec<MountEntry> {
+    f.mounter
+        .mount_table()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.mount_point == path)
+        .collect()
+}
+
+#[tokio::test]
+async fn shared_pool_mount_serves_two_directories_and_goes_with_the_last_unstage() {
+    let f = fixture();
+    let pool = pool_with(&f, &["csi-a", "csi-b"]);
+    let (a, b) = (
+        shared_request(&f, "csi-a", false),
+        shared_request(&f, "csi-b", false),
+    );
+    for request in [&a, &b, &a] {
+        f.node.stage(request).await.unwrap();
+    }
+    let calls = f.mounter.calls();
+    let mounts: Vec<&String> = calls.iter().filter(|c| c.starts_with("mount")).collect();
+    assert_eq!(mounts, [&format!("mount a:/pool {}", pool.display())]);
+    let pool_mount = mounts_of(&f, &pool).remove(0);
+    for (request, root) in [(&a, "/csi-a"), (&b, "/csi-b")] {
+        let staged = mounts_of(&f, &request.staging_path).remove(0);
+        assert_eq!(staged.device, pool_mount.device);
+        assert_eq!(staged.root, Path::new(root));
+        assert_eq!(staged.gluster_path(), Some(request.context.volume.clone()));
+    }
+    // Options other than ro change the pool mount; ro does not.
+    let mut other = shared_request(&f, "csi-a", true);
+    assert_eq!(f.node.pool_mount_of(&other).unwrap().path, pool);
+    other.options = MountOptions::parse(["noatime"]).unwrap();
+    assert_ne!(f.node.pool_mount_of(&other).unwrap().path, pool);
+
+    // Publish and stats go through the bind.
+    let target = f.path("target-a");
+    f.node
+        .publish(&PublishRequest {
+            volume_id: a.volume_id.clone(),
+            staging_path: a.staging_path.clone(),
+            target_path: target.clone(),
+            read_only: false,
+            single_writer: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(mounts_of(&f, &target)[0].root, Path::new("/csi-a"));
+    assert!(matches!(
+        f.node.stats(&a.volume_id, &target).await.unwrap(),
+        VolumeHealth::Healthy(_)
+    ));
+    // Another volume's id does not own this mount.
+    assert_eq!(
+        f.node
+            .stats(&b.volume_id, &target)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    f.node.unpublish(&a.volume_id, &target).await.unwrap();
+
+    f.node.unstage(&a.volume_id, &a.staging_path).await.unwrap();
+    assert_eq!(mounts_of(&f, &pool).len(), 1, "b still uses the pool mount");
+    // Unstaging a with b's staging path touches nothing.
+    f.node.unstage(&a.volume_id, &b.staging_path).await.unwrap();
+    assert_eq!(mounts_of(&f, &b.staging_path).len(), 1);
+    f.node.unstage(&b.volume_id, &b.staging_path).await.unwrap();
+    assert!(
+        mounts_of(&f, &pool).is_empty(),
+        "the last unstage releases it"
+    );
+    assert!(f.mounter.mount_table().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_heal_of_one_volume_heals_the_pool_and_gives_each_mount_its_own_directory() {
+    let f = fixture();
+    let pool = pool_with(&f, &["csi-a", "csi-b"]);
+    let (a, b) = (
+        shared_request(&f, "csi-a", false),
+        shared_request(&f, "csi-b", false),
+    );
+    f.node.stage(&a).await.unwrap();
+    f.node.stage(&b).await.unwrap();
+    let target = f.path("target-b");
+    f.node
+        .publish(&PublishRequest {
+            volume_id: b.volume_id.clone(),
+            staging_path: b.staging_path.clone(),
+            target_path: target.clone(),
+            read_only: false,
+            single_writer: false,
+        })
+        .await
+        .unwrap();
+    let old = mounts_of(&f, &pool).remove(0).device;
+    f.mounter.kill_client(&pool);
+    assert_eq!(
+        f.mounter.path_state(&a.staging_path),
+        PathState::Disconnected
+    );
+
+    let report = f.node.heal(&a.staging_path).await.unwrap().unwrap();
+    let fresh = mounts_of(&f, &pool).remove(0);
+    assert_ne!(fresh.device, old);
+    let mut replaced: Vec<PathBuf> = report
+        .repair
+        .replaced
+        .iter()
+        .map(|m| m.mount_point.clone())
+        .collect();
+    replaced.sort();
+    // Replaced in place, this volume's staging path too: the pool is
+    // healed before anything of it is unmounted.
+    assert_eq!(
+        replaced,
+        [
+            a.staging_path.clone(),
+            b.staging_path.clone(),
+            target.clone()
+        ]
+    );
+    for (path, root) in [
+        (&a.staging_path, "/csi-a"),
+        (&b.staging_path, "/csi-b"),
+        (&target, "/csi-b"),
+    ] {
+        let mount = mounts_of(&f, path).remove(0);
+        assert_eq!(
+            (mount.device.as_str(), mount.root.as_path()),
+            (fresh.device.as_str(), Path::new(root))
+        );
+        assert_eq!(f.mounter.path_state(path), PathState::Present, "{path:?}");
+    }
+    let replace_calls: Vec<String> = f
+        .mounter
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("replace"))
+        .collect();
+    assert!(
+        replace_calls
+            .iter()
+            .all(|c| c.ends_with(&format!("with {}", pool.display()))),
+        "clones come from the pool mount: {replace_calls:?}"
+    );
+    // b's heal finds nothing left to do.
+    assert!(f.node.heal(&b.staging_path).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn shared_stage_refusals_release_the_pool_mount() {
+    let f = fixture();
+    let pool = pool_with(&f, &["csi-a"]);
+    let missing = shared_request(&f, "csi-gone", false);
+    let err = f.node.stage(&missing).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    assert!(err.to_string().contains("csi-gone"), "{err}");
+    assert!(mounts_of(&f, &pool).is_empty(), "nothing left mounted");
+    assert!(f.node.staged.get(&missing.staging_path).is_none());
+
+    // Read-only: a read-only bind of a pool mounted read-write; staging
+    // the same path read-write is then ALREADY_EXISTS.
+    let ro = shared_request(&f, "csi-a", true);
+    f.node.stage(&ro).await.unwrap();
+    assert!(!mounts_of(&f, &pool)[0].is_read_only());
+    assert!(mounts_of(&f, &ro.staging_path)[0].is_read_only());
+    let rw = shared_request(&f, "csi-a", false);
+    assert_eq!(
+        f.node.stage(&rw).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    // A pool mount left by a plugin that died before binding: released.
+    f.node
+        .unstage(&ro.volume_id, &ro.staging_path)
+        .await
+        .unwrap();
+    let source = GlusterSource {
+        servers: vec!["a".into()],
+        volume: "pool".into(),
+    };
+    f.mounter
+        .mount_glusterfs(&source, &pool, &[])
+        .await
+        .unwrap();
+    f.node.release_idle_pool_mounts().await;
+    assert!(mounts_of(&f, &pool).is_empty());
+}
+
+#[tokio::test]
+async fn parallel_shared_stages_mount_the_pool_once() {
+    let f = Arc::new(fixture());
+    let directories: Vec<String> = (0..12).map(|n| format!("csi-{n}")).collect();
+    let names: Vec<&str> = directories.iter().map(String::as_str).collect();
+    let pool = pool_with(&f, &names);
+    let run = |unstage: bool| {
+        let tasks: Vec<_> = directories
+            .iter()
+            .map(|d| {
+                let (f, d) = (Arc::clone(&f), d.clone());
+                tokio::spawn(async move {
+                    let request = shared_request(&f, &d, false);
+                    if unstage {
+                        f.node
+                            .unstage(&request.volume_id, &request.staging_path)
+                            .await
+                    } else {
+                        f.node.stage(&request).await
+                    }
+                })
+            })
+            .collect();
+        futures_util::future::join_all(tasks)
+    };
+    for result in run(false).await {
+        result.unwrap().unwrap();
+    }
+    let mounts = f
+        .mounter
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("mount"))
+        .count();
+    assert_eq!(mounts, 1);
+    assert_eq!(f.mounter.mount_table().unwrap().len(), 13);
+    for result in run(true).await {
+        result.unwrap().unwrap();
+    }
+    assert!(f.mounter.mount_table().unwrap().is_empty());
+    assert!(mounts_of(&f, &pool).is_empty());
 }

@@ -35,6 +35,7 @@ type Watchlist = Arc<Mutex<HashMap<PathBuf, Watched>>>;
 
 /// Runs until the task is dropped.
 pub async fn run(volumes: Arc<NodeVolumes>, config: WatchConfig) {
+    volumes.release_idle_pool_mounts().await;
     let watched: Watchlist = Arc::default();
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
