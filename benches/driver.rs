@@ -832,9 +832,9 @@ const PUBLISHED: usize = 20;
 /// cluster without multiplexing, where both modes enforce sizes, then on a
 /// multiplexed one (as dev runs by default), where volume mode does not;
 /// there also server memory per additional PVC, and the FUSE client memory
-/// of a node with 20 PVCs mounted, one client per PVC (what the driver
-/// does) against one client for the whole pool with bind mounts (raw
-/// `mount`, for comparison).
+/// of a node with 20 PVCs staged, one client per PVC against one client
+/// for the whole pool (`poolMount: shared`), and what each costs a
+/// NodeStageVolume.
 async fn subdirectory(report: &mut Report) {
     println!(
         "subdirectory mode vs volume mode, sizes enforced (fresh dev cluster, not multiplexed)"
@@ -926,70 +926,78 @@ async fn subdirectory(report: &mut Report) {
         "<= 1 MB",
     );
 
-    // A node with PUBLISHED PVCs staged: one FUSE client each.
+    // A node with PUBLISHED PVCs staged: one FUSE client each, then the
+    // same PVCs with `poolMount: shared` (one client of the pool, a bind
+    // mount each).
     let mut node = driver.node();
-    let staged: Vec<(&Volume, std::path::PathBuf)> = made[..PUBLISHED]
-        .iter()
-        .map(|v| (v, driver.staging_path(&v.volume_id.replace('/', "-"))))
-        .collect();
-    for (volume, staging) in &staged {
-        node.node_stage_volume(stage_request(volume, staging))
+    let mut stage_times: [Vec<Duration>; 2] = Default::default();
+    let mut clients = [(0, 0); 2];
+    for (mode, shared) in [false, true].into_iter().enumerate() {
+        let staged: Vec<(Volume, std::path::PathBuf)> = made[..PUBLISHED]
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                if shared {
+                    v.volume_context
+                        .insert("poolMount".to_string(), "shared".to_string());
+                }
+                let name = format!("{mode}-{}", v.volume_id.replace('/', "-"));
+                (v, driver.staging_path(&name))
+            })
+            .collect();
+        for (volume, staging) in &staged {
+            let started = Instant::now();
+            node.node_stage_volume(stage_request(volume, staging))
+                .await
+                .unwrap();
+            stage_times[mode].push(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        clients[mode] = if shared {
+            let pool_mounts = driver.cluster.state_dir.join("node/pool-mounts");
+            let paths: Vec<std::path::PathBuf> = std::fs::read_dir(&pool_mounts)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            fuse_clients_rss_kib(paths.iter().map(|p| p.as_path()))
+        } else {
+            fuse_clients_rss_kib(staged.iter().map(|(_, s)| s.as_path()))
+        };
+        for (volume, staging) in &staged {
+            node.node_unstage_volume(NodeUnstageVolumeRequest {
+                volume_id: volume.volume_id.clone(),
+                staging_target_path: staging.to_string_lossy().into_owned(),
+            })
             .await
             .unwrap();
+        }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let per_volume = fuse_clients_rss_kib(staged.iter().map(|(_, s)| s.as_path()));
-    // The same PVCs through one client of the pool and bind mounts.
-    let shared = driver.kubelet.path().join("bench-shared-pool");
-    std::fs::create_dir_all(&shared).unwrap();
-    let ctx = &made[0].volume_context;
-    let status = Command::new("mount")
-        .args(["-t", "glusterfs"])
-        .arg(format!("{}:/{BENCH_POOL}", ctx["server"]))
-        .arg(&shared)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut binds = Vec::new();
-    for volume in &made[..PUBLISHED] {
-        let directory = volume.volume_id.split_once('/').unwrap().1;
-        let target = driver
-            .kubelet
-            .path()
-            .join(format!("bench-bind-{directory}"));
-        std::fs::create_dir_all(&target).unwrap();
-        let status = Command::new("mount")
-            .arg("--bind")
-            .arg(shared.join(directory))
-            .arg(&target)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        binds.push(target);
-    }
-    let shared_rss = fuse_clients_rss_kib(std::iter::once(shared.as_path()));
+    let [own, shared] = clients;
     report.add(
         &format!("FUSE client memory of a node with {PUBLISHED} PVCs staged"),
         format!(
-            "{:.0} MiB with a client per PVC ({:.1} MiB each), {:.1} MiB with one client of the \
-             pool and bind mounts",
-            per_volume.1 as f64 / 1024.0,
-            per_volume.1 as f64 / 1024.0 / per_volume.0.max(1) as f64,
-            shared_rss.1 as f64 / 1024.0
+            "{:.0} MiB with a client per PVC ({} clients, {:.1} MiB each) vs {:.1} MiB with \
+             poolMount: shared ({} client)",
+            own.1 as f64 / 1024.0,
+            own.0,
+            own.1 as f64 / 1024.0 / own.0.max(1) as f64,
+            shared.1 as f64 / 1024.0,
+            shared.0
         ),
         "",
     );
-    for target in binds.iter().chain(std::iter::once(&shared)) {
-        let _ = Command::new("umount").arg(target).status();
-    }
-    for (volume, staging) in &staged {
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: volume.volume_id.clone(),
-            staging_target_path: staging.to_string_lossy().into_owned(),
-        })
-        .await
-        .unwrap();
-    }
+    let first_shared = stage_times[1][0];
+    let [own_times, shared_times] = stage_times;
+    report.add(
+        &format!("NodeStageVolume median of {PUBLISHED}: own FUSE mount vs poolMount: shared"),
+        format!(
+            "{:.1} ms vs {:.1} ms (the first of a pool, which mounts it: {:.1} ms)",
+            ms(median(own_times)),
+            ms(median(shared_times)),
+            ms(first_shared)
+        ),
+        "",
+    );
     let ids: Vec<String> = made.iter().map(|v| v.volume_id.clone()).collect();
     let deleted = delete_all(&driver, &ids).await;
     report.add(

@@ -241,13 +241,16 @@ pub async fn node(args: &NodeArgs) -> AppResult<NodeParts> {
 /// Where the node mounts pools for `poolMount: shared`: under the
 /// kubelet's directory (mounted Bidirectional into the plugin, so the host
 /// sees the mounts and they outlive the plugin, as staging mounts do), or
-/// in the state directory when there is none (dev).
+/// in the state directory when there is none (dev). Beside the plugin's
+/// socket directory, not in it: the sidecars bind that directory with
+/// private propagation, and a sidecar started while a pool is mounted
+/// would keep a copy that holds the pool's FUSE client after the node
+/// unmounts it.
 fn shared_pool_dir(args: &NodeArgs) -> std::path::PathBuf {
     match &args.kubelet_dir {
         Some(kubelet) => kubelet
             .join("plugins")
-            .join(&args.common.driver_name)
-            .join("pool-mounts"),
+            .join(format!("{}-pool-mounts", args.common.driver_name)),
         None => args.state_dir.join("pool-mounts"),
     }
 }

@@ -535,6 +535,7 @@ fn subdirectory_mode_gives_the_controller_its_pool_mounts() {
     assert!(controller.contains("path: /dev/fuse"), "{controller}");
     assert!(controller.contains("mountPath: /var/lib/glusterfs-csi/pools"));
     assert!(files["40-storageclasses.yaml"].contains("pool: \"shared-pvcs\"\n"));
+    assert!(files["40-storageclasses.yaml"].contains("poolMount: \"shared\"\n"));
     let defaults = yaml_files(render(None).path());
     let controller = &defaults["30-controller.yaml"];
     for absent in ["--pool-mount-dir", "privileged", "/dev/fuse"] {
