@@ -14,7 +14,15 @@ use common::*;
 use glusterfs_csi::proto::csi::*;
 use tonic::Code;
 
-const POOL: &str = "pool-a";
+/// The pool of a test's cluster: its name is unique among the clusters
+/// running at once, because glusterd keeps its quota helper mount at a
+/// fixed path named after the volume (`/var/run/gluster/<pool>_quota_limit`),
+/// which two clusters' pools of one name would share.
+fn pool(driver: &DevDriver) -> String {
+    let address = &driver.cluster.addresses()[0];
+    let octets: Vec<&str> = address.split('.').collect();
+    format!("pool-{}-{}", octets[1], octets[2])
+}
 const MIB: i64 = 1 << 20;
 
 async fn start() -> DevDriver {
@@ -33,7 +41,7 @@ fn pool_request(name: &str, pool: &str, bytes: i64) -> CreateVolumeRequest {
 async fn create_in_pool(driver: &DevDriver, name: &str, bytes: i64) -> Volume {
     driver
         .controller()
-        .create_volume(pool_request(name, POOL, bytes))
+        .create_volume(pool_request(name, &pool(driver), bytes))
         .await
         .unwrap_or_else(|e| panic!("CreateVolume {name}: {e:?}"))
         .into_inner()
@@ -44,7 +52,7 @@ async fn create_in_pool(driver: &DevDriver, name: &str, bytes: i64) -> Volume {
 /// The entries at the top of the pool as server `address`'s brick holds
 /// them, but gluster's own (`.glusterfs`, `.glusterfs-anonymous-inode-*`).
 fn pool_top(driver: &DevDriver, address: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(driver.brick_dir(address, POOL))
+    let mut names: Vec<String> = std::fs::read_dir(driver.brick_dir(address, &pool(driver)))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with(".glusterfs"))
@@ -77,13 +85,13 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
     let driver = start().await;
     let name = pvc_name();
     let volume = create_in_pool(&driver, &name, 64 * MIB).await;
-    assert_eq!(volume.volume_id, format!("{POOL}/csi-{name}"));
+    assert_eq!(volume.volume_id, format!("{}/csi-{name}", pool(&driver)));
     assert_eq!(volume.capacity_bytes, 64 * MIB);
     assert_eq!(volume.volume_context["volume"], volume.volume_id);
     // Idempotent: the same answer again.
     let again = create_in_pool(&driver, &name, 64 * MIB).await;
     assert_eq!(again, volume);
-    let info = driver.gluster(&["volume", "info", POOL]);
+    let info = driver.gluster(&["volume", "info", &pool(&driver)]);
     assert!(info.contains("<name>user.csi.pool</name>"), "{info}");
     assert!(info.contains("<name>features.quota</name>"), "{info}");
 
@@ -95,7 +103,7 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
     }
     let source = &mounts_at(&staging)[0].source;
     assert!(
-        source.ends_with(&format!(":/{POOL}/csi-{name}")),
+        source.ends_with(&format!(":/{}/csi-{name}", pool(&driver))),
         "{source}"
     );
     std::fs::write(target.join("hello.txt"), b"replicated").unwrap();
@@ -108,7 +116,7 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
     assert_eq!(bytes.total, 64 * MIB, "df shows the directory's quota");
     for address in addresses(&driver) {
         let copy = driver
-            .brick_dir(&address, POOL)
+            .brick_dir(&address, &pool(&driver))
             .join(format!("csi-{name}"))
             .join("hello.txt");
         assert_eq!(std::fs::read(&copy).unwrap(), b"replicated", "{address}");
@@ -162,7 +170,7 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     // The pool stays for the next volume.
-    assert!(driver.volume_names().contains(&POOL.to_string()));
+    assert!(driver.volume_names().contains(&pool(&driver)));
 }
 
 /// The directory quota holds a writer at the size, and expansion raises it
@@ -171,7 +179,7 @@ async fn lifecycle_in_a_pool_made_on_first_use() {
 async fn the_size_is_a_directory_quota_that_expansion_raises() {
     let driver = start().await;
     let name = pvc_name();
-    let mut request = pool_request(&name, POOL, 8 * MIB);
+    let mut request = pool_request(&name, &pool(&driver), 8 * MIB);
     request
         .parameters
         .insert("directoryOwner".into(), "1000:2000".into());
@@ -273,7 +281,7 @@ async fn fifty_parallel_creates_then_deletes_leave_nothing() {
     let started = Instant::now();
     let creates = names.iter().map(|name| {
         let mut controller = driver.controller();
-        let request = pool_request(name, POOL, 16 * MIB);
+        let request = pool_request(name, &pool(&driver), 16 * MIB);
         async move {
             let begun = Instant::now();
             let volume = controller.create_volume(request).await;
@@ -318,7 +326,7 @@ async fn fifty_parallel_creates_then_deletes_leave_nothing() {
         );
     }
     // One pool, and no volume of its own per PVC.
-    assert_eq!(driver.volume_names(), [POOL]);
+    assert_eq!(driver.volume_names(), [pool(&driver)]);
 }
 
 /// Pools that are not the driver's, directories it did not make, and
@@ -482,7 +490,7 @@ async fn foreign_pools_and_directories_are_refused() {
 async fn a_dead_pool_mount_is_mounted_again() {
     let driver = start().await;
     let first = create_in_pool(&driver, &pvc_name(), 16 * MIB).await;
-    let mount = driver.cluster.state_dir.join("pools").join(POOL);
+    let mount = driver.cluster.state_dir.join("pools").join(pool(&driver));
     let client = pods::fuse_client_of(&mount).expect("the pool's FUSE client");
     sigkill(client);
     wait_until(std::time::Duration::from_secs(10), || {

@@ -453,9 +453,16 @@ impl NodeVolumes {
                 path.display()
             )));
         }
-        let usage = match self.mounter.usage(path) {
-            Ok(usage) => usage,
-            Err(e) => return Ok(VolumeHealth::Abnormal(e.to_string())),
+        // statfs waits on the FUSE client (5 s for a directory's first one
+        // after its pool's quota was turned on): never on a runtime thread.
+        let usage = {
+            let (mounter, path) = (Arc::clone(&self.mounter), path.to_path_buf());
+            tokio::task::spawn_blocking(move || mounter.usage(&path)).await
+        };
+        let usage = match usage {
+            Ok(Ok(usage)) => usage,
+            Ok(Err(e)) => return Ok(VolumeHealth::Abnormal(e.to_string())),
+            Err(e) => return Ok(VolumeHealth::Abnormal(format!("reading usage: {e}"))),
         };
         // A subdirectory mount (`vol/dir`) has the volume's translators.
         let Some(volume) = top.gluster_volume().and_then(|v| v.split('/').next()) else {
