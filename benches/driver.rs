@@ -890,6 +890,23 @@ async fn subdirectory(report: &mut Report) {
         ),
         "subdirectory <= 0.25x",
     );
+    // Like for like on this cluster: neither mode enforces a size.
+    let unenforced = [("pool", BENCH_POOL), ("enforceCapacity", "false")];
+    let (volume_median, directory_median) =
+        create_medians(&driver, SAMPLES, &unenforced, &[]).await;
+    report.add(
+        &format!(
+            "CreateVolume median of {SAMPLES}, multiplexed, no size enforced in either: volume \
+             mode vs subdirectory mode"
+        ),
+        format!(
+            "{:.0} ms vs {:.1} ms ({:.3}x)",
+            ms(volume_median),
+            ms(directory_median),
+            ms(directory_median) / ms(volume_median)
+        ),
+        "subdirectory <= 0.25x",
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let before = gluster_rss_kib(&driver);
