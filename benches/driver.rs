@@ -84,6 +84,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// `volume` against `directory`: both medians and their ratio.
+fn versus(volume: Duration, directory: Duration) -> String {
+    format!(
+        "{:.0} ms vs {:.1} ms ({:.3}x)",
+        ms(volume),
+        ms(directory),
+        ms(directory) / ms(volume)
+    )
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -850,12 +860,7 @@ async fn subdirectory(report: &mut Report) {
                 "CreateVolume median of {SIZE_SAMPLES}, sizes enforced (no multiplexing): volume \
                  mode (quota) vs subdirectory mode (directory quota)"
             ),
-            format!(
-                "{:.0} ms vs {:.1} ms ({:.3}x)",
-                ms(volume_median),
-                ms(directory_median),
-                ms(directory_median) / ms(volume_median)
-            ),
+            versus(volume_median, directory_median),
             "subdirectory <= 0.25x",
         );
     }
@@ -882,12 +887,7 @@ async fn subdirectory(report: &mut Report) {
             "CreateVolume median of {SAMPLES}, multiplexed: volume mode (size not enforced) \
              vs subdirectory mode (directory quota)"
         ),
-        format!(
-            "{:.0} ms vs {:.1} ms ({:.3}x)",
-            ms(volume_median),
-            ms(directory_median),
-            ms(directory_median) / ms(volume_median)
-        ),
+        versus(volume_median, directory_median),
         "subdirectory <= 0.25x",
     );
     // Like for like on this cluster: neither mode enforces a size.
@@ -899,12 +899,7 @@ async fn subdirectory(report: &mut Report) {
             "CreateVolume median of {SAMPLES}, multiplexed, no size enforced in either: volume \
              mode vs subdirectory mode"
         ),
-        format!(
-            "{:.0} ms vs {:.1} ms ({:.3}x)",
-            ms(volume_median),
-            ms(directory_median),
-            ms(directory_median) / ms(volume_median)
-        ),
+        versus(volume_median, directory_median),
         "subdirectory <= 0.25x",
     );
     tokio::time::sleep(Duration::from_secs(5)).await;

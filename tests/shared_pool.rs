@@ -39,15 +39,6 @@ async fn create_shared(driver: &DevDriver, name: &str, bytes: i64) -> Volume {
         .unwrap()
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 fn total_bytes(stats: &NodeGetVolumeStatsResponse) -> i64 {
     stats
         .usage

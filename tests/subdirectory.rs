@@ -249,18 +249,10 @@ async fn volumes_of_one_pool_cannot_see_each_other() {
     stage_and_publish(&mut node, &vb, &sb, &tb).await;
     std::fs::write(ta.join("secret-of-a"), b"a").unwrap();
     std::fs::write(tb.join("secret-of-b"), b"b").unwrap();
-    let listing = |dir: &Path| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(listing(&ta), ["secret-of-a"]);
-    assert_eq!(listing(&tb), ["secret-of-b"]);
+    assert_eq!(names_in(&ta), ["secret-of-a"]);
+    assert_eq!(names_in(&tb), ["secret-of-b"]);
     // The mount's root is the directory: `..` of it is the host's, not the pool.
-    let parent = listing(&ta.join(".."));
+    let parent = names_in(&ta.join(".."));
     assert!(!parent.iter().any(|n| n.starts_with("csi-")), "{parent:?}");
     for (volume, staging, target) in [(&va, &sa, &ta), (&vb, &sb, &tb)] {
         unpublish_and_unstage(&mut node, volume, staging, target).await;

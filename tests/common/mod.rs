@@ -595,6 +595,16 @@ pub fn publish_request(
 }
 
 /// Mount entries at `path` from the kernel's table.
+/// The names in a directory, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn mounts_at(path: &Path) -> Vec<glusterfs_csi::mount::MountEntry> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     glusterfs_csi::mount::mountinfo::parse(&text)
